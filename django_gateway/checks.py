@@ -1,0 +1,163 @@
+"""System checks for what a user can get wrong; every ID is documented in ``docs/checks.md``.
+
+E001  GatewayMiddleware is not in MIDDLEWARE.
+E002  GatewayMiddleware is in MIDDLEWARE more than once.
+E003  GatewayMiddleware comes after middleware that reads the body or rewrites responses.
+E004  GATEWAY has a key the gateway does not know (a typo silently ignored is worse).
+E005  A GATEWAY value has the wrong type or is out of range.
+E006  TRUSTED_PROXIES holds something that is not a CIDR.
+E007  GATEWAY['CACHE_ALIAS'] names a cache that is not in CACHES.
+W001  The configuration cache is per process, so changes are polled from the database.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+from django.conf import settings
+from django.core import checks
+
+from .conf import DEFAULTS
+
+MIDDLEWARE_PATH = "django_gateway.middleware.GatewayMiddleware"
+
+# Middleware that must not run before the gateway: each consumes the request body, answers on its
+# own, or rewrites responses (compresses them, adds cookies or Vary, turns them into 304s).
+MUST_COME_AFTER = (
+    "django.middleware.gzip.GZipMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.auth.middleware.LoginRequiredMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.locale.LocaleMiddleware",
+    "django.middleware.http.ConditionalGetMiddleware",
+    "django.middleware.cache.UpdateCacheMiddleware",
+    "django.middleware.cache.FetchFromCacheMiddleware",
+    "django.middleware.cache.CacheMiddleware",
+)
+
+_NUMBERS = {
+    "CONFIG_POLL_INTERVAL": (0.05, 3600),
+    "EJECT_AFTER_FAILURES": (1, 1000),
+    "EJECT_COOLDOWN": (0.1, 86400),
+    "POOL_MAX_IDLE_PER_HOST": (0, 10000),
+    "POOL_IDLE_TIMEOUT": (0.1, 3600),
+    "RETRY_AFTER_UNAVAILABLE": (1, 86400),
+}
+_BOOLEANS = ("ALLOW_LINK_LOCAL_UPSTREAMS", "REWRITE_LOCATION", "ACCESS_LOG")
+_STRINGS = ("CACHE_ALIAS", "VIA", "REQUEST_ID_HEADER")
+
+
+def check_middleware(**kwargs: Any) -> list[checks.CheckMessage]:
+    middleware = list(getattr(settings, "MIDDLEWARE", None) or [])
+    count = middleware.count(MIDDLEWARE_PATH)
+    if count == 0:
+        return [
+            checks.Error(
+                "GatewayMiddleware is not installed, so no request is proxied.",
+                hint=f"Add {MIDDLEWARE_PATH!r} to MIDDLEWARE, right after SecurityMiddleware.",
+                id="django_gateway.E001",
+            )
+        ]
+    if count > 1:
+        return [
+            checks.Error(
+                "GatewayMiddleware is listed more than once in MIDDLEWARE.",
+                hint="Keep a single entry, right after SecurityMiddleware.",
+                id="django_gateway.E002",
+            )
+        ]
+    before = middleware[: middleware.index(MIDDLEWARE_PATH)]
+    offenders = [path for path in before if path in MUST_COME_AFTER]
+    if offenders:
+        return [
+            checks.Error(
+                f"GatewayMiddleware comes after {', '.join(offenders)}, which would read, answer or "
+                "rewrite proxied requests.",
+                hint="Move GatewayMiddleware above them (right after SecurityMiddleware).",
+                id="django_gateway.E003",
+            )
+        ]
+    return []
+
+
+def _value_errors(name: str, value: Any) -> str | None:
+    if name in _NUMBERS:
+        low, high = _NUMBERS[name]
+        if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+            return f"must be a number from {low} to {high}"
+    elif name in _BOOLEANS and not isinstance(value, bool):
+        return "must be True or False"
+    elif name in _STRINGS and not isinstance(value, str):
+        return "must be a string"
+    elif name == "MAX_BODY_SIZE" and value is not None and (
+        isinstance(value, bool) or not isinstance(value, int) or value < 0
+    ):
+        return "must be a number of bytes or None"
+    elif name == "TRUSTED_PROXIES" and not isinstance(value, list | tuple):
+        return "must be a list of CIDRs"
+    return None
+
+
+def check_settings(**kwargs: Any) -> list[checks.CheckMessage]:
+    user = getattr(settings, "GATEWAY", None) or {}
+    if not isinstance(user, dict):
+        return [checks.Error("GATEWAY must be a dict.", id="django_gateway.E005")]
+    errors: list[checks.CheckMessage] = []
+    for name in sorted(set(user) - set(DEFAULTS)):
+        errors.append(
+            checks.Error(
+                f"GATEWAY[{name!r}] is not a django-gateway setting.",
+                hint="See docs/settings.md for the list; check the spelling.",
+                id="django_gateway.E004",
+            )
+        )
+    for name in sorted(set(user) & set(DEFAULTS)):
+        problem = _value_errors(name, user[name])
+        if problem:
+            errors.append(
+                checks.Error(f"GATEWAY[{name!r}] {problem}.", id="django_gateway.E005")
+            )
+    for cidr in user.get("TRUSTED_PROXIES", []) if isinstance(user.get("TRUSTED_PROXIES"), list | tuple) else []:
+        try:
+            ipaddress.ip_network(cidr, strict=False)
+        except (TypeError, ValueError):
+            errors.append(
+                checks.Error(
+                    f"GATEWAY['TRUSTED_PROXIES'] entry {cidr!r} is not an IP network.",
+                    hint="Use CIDRs such as '10.0.0.0/8' or single addresses.",
+                    id="django_gateway.E006",
+                )
+            )
+    errors.extend(_check_cache(user.get("CACHE_ALIAS", DEFAULTS["CACHE_ALIAS"])))
+    return errors
+
+
+def _check_cache(alias: Any) -> list[checks.CheckMessage]:
+    caches = getattr(settings, "CACHES", {}) or {"default": {}}
+    if alias not in caches:
+        return [
+            checks.Error(
+                f"GATEWAY['CACHE_ALIAS'] is {alias!r}, which is not in CACHES.",
+                id="django_gateway.E007",
+            )
+        ]
+    backend = caches[alias].get("BACKEND", "django.core.cache.backends.locmem.LocMemCache")
+    if backend.endswith(("LocMemCache", "DummyCache")):
+        return [
+            checks.Warning(
+                f"The cache {alias!r} is per process, so configuration changes are polled from "
+                "the database.",
+                hint="Point GATEWAY['CACHE_ALIAS'] at Redis (django-redis) in production.",
+                id="django_gateway.W001",
+            )
+        ]
+    return []
+
+
+def register() -> None:
+    checks.register(check_middleware, "django_gateway")
+    checks.register(check_settings, "django_gateway")

@@ -1,0 +1,90 @@
+"""The one place that reads ``settings.GATEWAY``.
+
+Every key has a documented default here (and in ``docs/settings.md``). Values are read lazily and
+cached; the cache is dropped on Django's ``setting_changed`` signal so ``override_settings`` works in
+tests. Nothing binds a setting at import or class-definition time, which is the mistake that makes
+DRF's ``throttle_classes`` ignore ``override_settings``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from django.conf import settings
+from django.core.signals import setting_changed
+
+MiB = 1024 * 1024
+
+DEFAULTS: dict[str, Any] = {
+    # Seconds between checks of the shared configuration version (admin edits go live this fast).
+    "CONFIG_POLL_INTERVAL": 1.0,
+    # Django cache alias holding the configuration version shared by every process and machine.
+    "CACHE_ALIAS": "default",
+    # CIDRs of reverse proxies in front of the gateway whose X-Forwarded-* headers are believed.
+    "TRUSTED_PROXIES": [],
+    # Refuse upstreams on link-local / cloud metadata addresses (169.254.0.0/16, fe80::/10, ...).
+    "ALLOW_LINK_LOCAL_UPSTREAMS": False,
+    # Largest request body proxied, in bytes (None: unlimited). Routes may override it.
+    "MAX_BODY_SIZE": 10 * MiB,
+    # Token put in the Via header both ways; an empty string leaves Via alone.
+    "VIA": "django-gateway",
+    # Header carrying the request id to the upstream and back to the client.
+    "REQUEST_ID_HEADER": "X-Request-ID",
+    # Rewrite Location headers that point at the upstream's own origin to the gateway's.
+    "REWRITE_LOCATION": True,
+    # Passive health: consecutive failures that eject an instance, and seconds before a probe.
+    "EJECT_AFTER_FAILURES": 3,
+    "EJECT_COOLDOWN": 10.0,
+    # Idle keep-alive connections kept per upstream instance, and how long they may idle (seconds).
+    "POOL_MAX_IDLE_PER_HOST": 32,
+    "POOL_IDLE_TIMEOUT": 30.0,
+    # Seconds a 503 for "no instance available" tells clients to wait (Retry-After).
+    "RETRY_AFTER_UNAVAILABLE": 5,
+    # Emit one log record per proxied request on the ``django_gateway.access`` logger.
+    "ACCESS_LOG": True,
+}
+
+
+class GatewaySettings:
+    """Attribute access to ``GATEWAY`` merged over :data:`DEFAULTS`, cached until settings change."""
+
+    def __init__(self) -> None:
+        self._cache: dict[str, Any] = {}
+
+    @property
+    def user_settings(self) -> dict[str, Any]:
+        return getattr(settings, "GATEWAY", None) or {}
+
+    def __getattr__(self, name: str) -> Any:
+        if name not in DEFAULTS:
+            raise AttributeError(f"Unknown GATEWAY setting {name!r}")
+        try:
+            return self._cache[name]
+        except KeyError:
+            value = self.user_settings.get(name, DEFAULTS[name])
+            self._cache[name] = value
+            return value
+
+    def derived(self, key: str, build: Callable[[], Any]) -> Any:
+        """Cache a value computed from settings (parsed CIDRs, say) until the settings change."""
+        cache_key = f"derived:{key}"
+        try:
+            return self._cache[cache_key]
+        except KeyError:
+            value = self._cache[cache_key] = build()
+            return value
+
+    def reload(self) -> None:
+        self._cache.clear()
+
+
+gateway_settings = GatewaySettings()
+
+
+def _reload_on_change(*, setting: str, **kwargs: Any) -> None:
+    if setting == "GATEWAY":
+        gateway_settings.reload()
+
+
+setting_changed.connect(_reload_on_change)

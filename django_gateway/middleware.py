@@ -1,0 +1,68 @@
+"""``GatewayMiddleware``: proxies requests that match a route, hands every other one to Django.
+
+It sits near the top of ``MIDDLEWARE`` (system check ``django_gateway.E003`` says where) so that
+middleware meant for the project's own views never sees, buffers or rewrites proxied traffic.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from django.core.exceptions import DisallowedHost
+from django.http import HttpRequest
+from django.http.response import HttpResponseBase
+
+from .conf import gateway_settings
+from .exceptions import BadRequest, GatewayError, HostMissing, ServiceUnavailable, problem_response
+from .paths import canonical_path, raw_request_path
+from .pipeline import handle, new_exchange, request_id_for
+from .snapshot import get_snapshot
+
+logger = logging.getLogger(__name__)
+
+
+class GatewayMiddleware:
+    sync_capable = True
+    async_capable = False
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponseBase]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponseBase:
+        try:
+            table = get_snapshot().routes
+        except Exception:
+            logger.exception("The gateway configuration could not be loaded")
+            return _refuse(request, ServiceUnavailable("The gateway configuration is unavailable."))
+        if not table.routes:
+            return self.get_response(request)
+        environ = request.META
+        method = request.method or "GET"
+        host = environ.get("HTTP_HOST", "")
+        raw_path, decoded = raw_request_path(environ)
+        try:
+            path = canonical_path(raw_path, decoded=decoded)
+        except BadRequest as error:
+            # Refuse it only if it is ours: Django keeps its own answer for its own URLs.
+            try:
+                routed = table.match(method, host, canonical_path(request.path_info, decoded=True), environ)
+            except BadRequest:
+                routed = None
+            return _refuse(request, error) if routed else self.get_response(request)
+        match = table.match(method, host, path, environ)
+        if match is None:
+            return self.get_response(request)
+        if not host and environ.get("SERVER_PROTOCOL") == "HTTP/1.1":
+            return _refuse(request, HostMissing())
+        try:
+            request.get_host()  # ALLOWED_HOSTS applies to proxied requests too
+        except DisallowedHost:
+            return _refuse(request, BadRequest("The Host header is not in ALLOWED_HOSTS."))
+        return handle(new_exchange(request, path, match))
+
+
+def _refuse(request: HttpRequest, error: GatewayError) -> HttpResponseBase:
+    return problem_response(
+        error, request_id=request_id_for(request.META), request_id_header=gateway_settings.REQUEST_ID_HEADER
+    )

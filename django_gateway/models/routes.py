@@ -1,0 +1,76 @@
+"""Routes: which requests go to which service, and how they are rewritten on the way."""
+
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError
+from django.core.validators import MinValueValidator
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+from . import validation
+from .services import Service
+
+
+class Route(models.Model):
+    """Matches requests by host, path prefix (or ``~regex``), method and headers."""
+
+    name = models.SlugField(max_length=100, unique=True)
+    service = models.ForeignKey(Service, on_delete=models.PROTECT, related_name="routes")
+    paths = models.JSONField(
+        default=list,
+        blank=True,
+        help_text=_("Path prefixes matched on segment boundaries; '~' starts a regex."),
+    )
+    hosts = models.JSONField(
+        default=list, blank=True, help_text=_("Host names; '*.example.com' matches any sub-domain.")
+    )
+    methods = models.JSONField(default=list, blank=True, help_text=_("Empty: any method."))
+    headers = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text=_('Required request headers: {"X-Version": ["2", "3"]} (any listed value).'),
+    )
+    priority = models.IntegerField(
+        default=0, help_text=_("Breaks ties between equally specific routes; higher wins.")
+    )
+    strip_path = models.BooleanField(
+        default=True, help_text=_("Remove the matched prefix before forwarding.")
+    )
+    preserve_host = models.BooleanField(
+        default=False, help_text=_("Send the client's Host header instead of the upstream's.")
+    )
+    connect_timeout = models.FloatField(null=True, blank=True, validators=[MinValueValidator(0.001)])
+    read_timeout = models.FloatField(null=True, blank=True, validators=[MinValueValidator(0.001)])
+    timeout = models.FloatField(null=True, blank=True, validators=[MinValueValidator(0.001)])
+    max_body_size = models.PositiveBigIntegerField(
+        null=True,
+        blank=True,
+        help_text=_("Largest request body in bytes; empty uses GATEWAY['MAX_BODY_SIZE']."),
+    )
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        super().clean()
+        errors: dict[str, list[str]] = {}
+        for field, rule in (
+            ("paths", validation.route_paths),
+            ("hosts", validation.route_hosts),
+            ("methods", validation.route_methods),
+            ("headers", validation.route_headers),
+        ):
+            try:
+                setattr(self, field, rule(getattr(self, field)))
+            except ValidationError as exc:
+                errors[field] = exc.messages
+        if not errors and not (self.paths or self.hosts or self.headers):
+            errors["paths"] = [_("A route needs at least one path, host or header to match on.")]
+        if errors:
+            raise ValidationError(errors)

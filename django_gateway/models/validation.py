@@ -1,0 +1,114 @@
+"""Field rules shared by the models, the admin forms and (later) the config file loader.
+
+Each function takes user input and returns the canonical value or raises ``ValidationError`` with a
+message a person can act on; the admin shows it on the form instead of failing with a 500.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from django.core.exceptions import ValidationError
+
+from ..paths import canonical_prefix
+
+HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT")
+_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+
+
+def _as_list(value: object, field: str) -> list:
+    if value in (None, ""):
+        return []
+    if not isinstance(value, list | tuple):
+        raise ValidationError({field: "Expected a list."})
+    return list(value)
+
+
+def _check_header_text(text: str, what: str) -> None:
+    if any(ch in text for ch in "\r\n\x00"):
+        raise ValidationError(f"{what} must not contain CR, LF or NUL characters.")
+
+
+def header_name(name: str) -> str:
+    _check_header_text(name, "Header names")
+    if not _TOKEN.match(name):
+        raise ValidationError(f"{name!r} is not a valid HTTP header name.")
+    return name
+
+
+def header_value(value: str) -> str:
+    _check_header_text(value, "Header values")
+    return value
+
+
+def route_paths(value: object) -> list[str]:
+    """Prefixes start with ``/`` and are stored canonical; ``~`` marks a regex that must compile."""
+    paths = []
+    for raw in _as_list(value, "paths"):
+        if not isinstance(raw, str) or not raw:
+            raise ValidationError("Each path must be a non-empty string.")
+        _check_header_text(raw, "Paths")
+        if raw.startswith("~"):
+            try:
+                re.compile(raw[1:])
+            except re.error as exc:
+                raise ValidationError(f"Regex path {raw!r} does not compile: {exc}.") from exc
+            paths.append(raw)
+            continue
+        if not raw.startswith("/"):
+            raise ValidationError(f"Path {raw!r} must start with '/' (or '~' for a regex).")
+        if any(ch in raw for ch in "?#%\\"):
+            raise ValidationError(
+                f"Path {raw!r} must be a plain decoded path: no '?', '#', '%' or backslash."
+            )
+        paths.append(canonical_prefix(raw))
+    return list(dict.fromkeys(paths))
+
+
+def host_pattern(raw: str) -> str:
+    """``api.example.com``, ``*.example.com`` (any deeper name) or either with ``:port``."""
+    text = raw.strip().lower()
+    host, _, port = text.partition(":")
+    if port and (not port.isdigit() or not 0 < int(port) < 65536):
+        raise ValidationError(f"Host {raw!r} has an invalid port.")
+    labels = host.split(".")
+    if labels[0] == "*":
+        labels = labels[1:]
+        if len(labels) < 2:
+            raise ValidationError(f"Wildcard host {raw!r} needs at least two labels after '*.'.")
+    if not labels or not all(_LABEL.match(label) for label in labels):
+        raise ValidationError(
+            f"Host {raw!r} is not a host name; use names like api.example.com or *.example.com."
+        )
+    return text
+
+
+def route_hosts(value: object) -> list[str]:
+    return list(dict.fromkeys(host_pattern(str(h)) for h in _as_list(value, "hosts")))
+
+
+def route_methods(value: object) -> list[str]:
+    methods = []
+    for raw in _as_list(value, "methods"):
+        method = str(raw).strip().upper()
+        if method not in HTTP_METHODS:
+            raise ValidationError(f"{raw!r} is not an HTTP method ({', '.join(HTTP_METHODS)}).")
+        methods.append(method)
+    return list(dict.fromkeys(methods))
+
+
+def route_headers(value: object) -> dict[str, list[str]]:
+    """``{"X-Version": ["2", "3"]}``: the request must carry one of the values for every name."""
+    if value in (None, ""):
+        return {}
+    if not isinstance(value, dict):
+        raise ValidationError('Headers must be an object like {"X-Version": ["2"]}.')
+    headers: dict[str, list[str]] = {}
+    for name, values in value.items():
+        values = [values] if isinstance(values, str) else values
+        if not isinstance(values, Iterable) or not values:
+            raise ValidationError(f"Header {name!r} needs a list of accepted values.")
+        headers[header_name(str(name)).lower()] = [header_value(str(v)) for v in values]
+    return headers

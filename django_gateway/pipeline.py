@@ -1,0 +1,117 @@
+"""The per-request state (:class:`Exchange`) and the sequence a matched request goes through.
+
+Stages talk through typed fields of the Exchange, never through an untyped dict. Every failure is
+raised as a :class:`~django_gateway.exceptions.GatewayError` and rendered in one place; the access
+log runs for every outcome, errors included.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.http import HttpRequest
+from django.http.response import HttpResponseBase
+
+from .conf import gateway_settings
+from .exceptions import GatewayError, problem_response
+from .netpolicy import client_address, peer_is_trusted
+from .proxy.headers import valid_request_id
+from .routing import CompiledRoute, RouteMatch
+
+access_logger = logging.getLogger("django_gateway.access")
+logger = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class Exchange:
+    request: HttpRequest
+    environ: dict[str, Any]
+    method: str
+    path: str  # canonical decoded path
+    match: RouteMatch
+    request_id: str
+    peer: str
+    client_ip: str
+    peer_trusted: bool
+    started: float = field(default_factory=time.perf_counter)
+    upstream: str = ""  # "host:port" of the instance that answered (or failed last)
+    tries: int = 0
+
+    @property
+    def route(self) -> CompiledRoute:
+        return self.match.route
+
+
+def request_id_for(environ: dict[str, Any]) -> str:
+    """The client's request id when it is well-formed, else a new one."""
+    header = gateway_settings.REQUEST_ID_HEADER
+    incoming = environ.get("HTTP_" + header.upper().replace("-", "_"))
+    return incoming if valid_request_id(incoming) else uuid.uuid4().hex
+
+
+def new_exchange(request: HttpRequest, path: str, match: RouteMatch) -> Exchange:
+    environ = request.META
+    peer = environ.get("REMOTE_ADDR", "")
+    return Exchange(
+        request=request,
+        environ=environ,
+        method=request.method or "GET",
+        path=path,
+        match=match,
+        request_id=request_id_for(environ),
+        peer=peer,
+        client_ip=client_address(peer, environ.get("HTTP_X_FORWARDED_FOR")),
+        peer_trusted=peer_is_trusted(peer),
+    )
+
+
+def handle(exchange: Exchange) -> HttpResponseBase:
+    """Run a matched request to its response; errors become problem+json, never a 500."""
+    from .proxy.forwarder import forward
+
+    try:
+        response = forward(exchange)
+    except GatewayError as error:
+        response = problem_response(
+            error,
+            request_id=exchange.request_id,
+            request_id_header=gateway_settings.REQUEST_ID_HEADER,
+        )
+    except Exception as exc:  # a bug: still answer in the gateway's format, and say so loudly
+        logger.exception("Unhandled error while proxying request %s", exchange.request_id)
+        response = problem_response(
+            GatewayError(), request_id=exchange.request_id,
+            request_id_header=gateway_settings.REQUEST_ID_HEADER,
+        )
+        response.exception = exc  # type: ignore[attr-defined]
+    log_access(exchange, response.status_code)
+    return response
+
+
+def log_access(exchange: Exchange, status: int) -> None:
+    if not gateway_settings.ACCESS_LOG or not access_logger.isEnabledFor(logging.INFO):
+        return
+    route = exchange.route
+    access_logger.info(
+        '%s "%s %s" %s route=%s service=%s upstream=%s tries=%s %.1fms id=%s',
+        exchange.client_ip,
+        exchange.method,
+        exchange.path,  # never the query string: it may carry credentials
+        status,
+        route.name,
+        route.service.name,
+        exchange.upstream or "-",
+        exchange.tries,
+        (time.perf_counter() - exchange.started) * 1000,
+        exchange.request_id,
+        extra={
+            "request_id": exchange.request_id,
+            "route": route.name,
+            "service": route.service.name,
+            "status": status,
+        },
+    )

@@ -1,0 +1,188 @@
+"""Forwarding a matched request: pick an instance, send, retry where DESIGN §4 allows, respond.
+
+Retry policy, in one place:
+
+- the connection was never established (refused, connect timeout): any method, another instance;
+- the connection died before any response byte: idempotent methods, or any request carrying an
+  ``Idempotency-Key``, and only while the body can still be replayed;
+- a read timeout or a malformed response: never retried (the upstream may have acted on it).
+
+A pooled connection that turns out dead on first use is retried once on a fresh connection to the
+same instance under the same rules, without counting as an instance failure.
+"""
+
+from __future__ import annotations
+
+import os
+
+from django.http.response import HttpResponseBase
+
+from ..balancing import Instance, balancers
+from ..conf import gateway_settings
+from ..exceptions import GatewayError, ServiceUnavailable, UpstreamConnectError, UpstreamConnectTimeout
+from ..health import health
+from ..paths import encode_path
+from ..pipeline import Exchange
+from .body import RequestBody, request_body
+from .headers import ForwardContext, LocationRewrite, environ_headers, request_headers, response_headers
+from .pool import ConnectionPool, Endpoint
+from .response import build_response
+from .transport import NoResponse, Timeouts, Transport, UpstreamRequest
+
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"})
+
+_transport: Transport | None = None
+
+
+def get_transport() -> Transport:
+    """The process's transport, created on first use (after gunicorn forks its workers)."""
+    global _transport
+    if _transport is None:
+        _transport = Transport(
+            ConnectionPool(
+                gateway_settings.POOL_MAX_IDLE_PER_HOST, gateway_settings.POOL_IDLE_TIMEOUT
+            )
+        )
+    return _transport
+
+
+def _drop_pool_after_fork() -> None:
+    global _transport
+    if _transport is not None:
+        _transport.pool.clear()
+    _transport = None
+
+
+os.register_at_fork(after_in_child=_drop_pool_after_fork)
+
+
+def upstream_path(exchange: Exchange) -> str:
+    match = exchange.match
+    base = match.route.service.path
+    rest = match.remainder if match.route.strip_path else exchange.path
+    return (base + rest) or "/"
+
+
+def _timeouts(exchange: Exchange) -> Timeouts:
+    route, service = exchange.route, exchange.route.service
+    return Timeouts(
+        connect=route.connect_timeout or service.connect_timeout,
+        read=route.read_timeout or service.read_timeout,
+        total=route.timeout or service.timeout,
+    )
+
+
+def _may_retry(error: GatewayError, exchange: Exchange, body: RequestBody | None) -> bool:
+    if body is not None and not body.replayable:
+        return False
+    if isinstance(error, UpstreamConnectError | UpstreamConnectTimeout):
+        return True
+    if isinstance(error, NoResponse):
+        return exchange.method in IDEMPOTENT_METHODS or "HTTP_IDEMPOTENCY_KEY" in exchange.environ
+    return False
+
+
+def _pick(exchange: Exchange, tried: set[Instance]) -> Instance:
+    service = exchange.route.service
+    if not service.targets:
+        raise ServiceUnavailable(
+            f"Service {service.name!r} has no enabled targets.",
+            retry_after=gateway_settings.RETRY_AFTER_UNAVAILABLE,
+        )
+    balancer = balancers.for_service(service.name, service.targets)
+    name = service.name
+    instance = balancer.pick(
+        lambda i: i not in tried and health.admit((name, i.host, i.port))
+    )
+    if instance is None:
+        keys = [(name, i.host, i.port) for i in service.targets]
+        raise ServiceUnavailable(
+            f"Every instance of service {service.name!r} is ejected after failures.",
+            retry_after=health.retry_after(keys),
+        )
+    return instance
+
+
+def forward(exchange: Exchange) -> HttpResponseBase:
+    route, service, environ = exchange.route, exchange.route.service, exchange.environ
+    limit = route.max_body_size if route.max_body_size is not None else gateway_settings.MAX_BODY_SIZE
+    body = request_body(environ, limit)
+    query = environ.get("QUERY_STRING", "")
+    base_path = upstream_path(exchange)
+    target = encode_path(base_path) + ("?" + query if query else "")
+    scheme = exchange.request.scheme
+    client_host = environ.get("HTTP_HOST", "")
+    prefix = exchange.match.matched if route.strip_path else ""
+    ctx = ForwardContext(
+        peer=exchange.peer,
+        client_ip=exchange.client_ip,
+        peer_trusted=exchange.peer_trusted,
+        scheme=scheme,
+        host=client_host,
+        port=str(environ.get("SERVER_PORT", "")),
+        prefix=prefix,
+        upstream_host="",
+        preserve_host=route.preserve_host,
+        request_id=exchange.request_id,
+        request_id_header=gateway_settings.REQUEST_ID_HEADER,
+        via=gateway_settings.VIA,
+    )
+    headers = request_headers(environ_headers(environ), ctx)
+    timeouts = _timeouts(exchange)
+    tried: set[Instance] = set()
+    last_error: GatewayError | None = None
+    for _ in range(1 + service.retries):
+        try:
+            instance = _pick(exchange, tried)
+        except ServiceUnavailable:
+            if last_error is not None:
+                raise last_error from None
+            raise
+        tried.add(instance)
+        key = (service.name, instance.host, instance.port)
+        endpoint = Endpoint(service.protocol, instance.host, instance.port, service.tls_verify)
+        if not route.preserve_host:
+            headers[0] = ("Host", endpoint.host_header)
+        exchange.upstream = f"{endpoint.host_header}"
+        exchange.tries += 1
+        request = UpstreamRequest(exchange.method, target, headers, body)
+        try:
+            upstream = _send(endpoint, request, timeouts, exchange, body)
+        except GatewayError as error:
+            if error.status < 500:  # the client's fault (its body), not the instance's
+                health.release_probe(key)
+                raise
+            health.failure(key)
+            last_error = error
+            if _may_retry(error, exchange, body):
+                continue
+            raise
+        health.success(key)
+        gateway_origin = f"{scheme}://{client_host}" if client_host else ""
+        location = (
+            LocationRewrite(
+                upstream_origins=(endpoint.origin,),
+                upstream_base=service.path,
+                gateway_origin=gateway_origin,
+                client_base=prefix,
+            )
+            if gateway_settings.REWRITE_LOCATION and gateway_origin
+            else None
+        )
+        return build_response(
+            upstream,
+            response_headers(upstream.headers, ctx, location),
+            head_only=exchange.method == "HEAD",
+        )
+    assert last_error is not None
+    raise last_error
+
+
+def _send(endpoint: Endpoint, request: UpstreamRequest, timeouts: Timeouts, exchange: Exchange, body: RequestBody | None):  # noqa: E501
+    transport = get_transport()
+    try:
+        return transport.send(endpoint, request, timeouts)
+    except NoResponse as error:
+        if not error.reused or not _may_retry(error, exchange, body):
+            raise
+        return transport.send(endpoint, request, timeouts)  # a stale pooled connection: once more

@@ -1,0 +1,158 @@
+"""Per-process pool of keep-alive connections to upstream instances.
+
+The client is the largest cost on the hot path (DESIGN §3), so connections are plain sockets kept
+open between requests. A pooled connection is checked for readability before reuse: an idle
+connection that is readable has been closed (or written to) by the upstream and is discarded, which
+catches the common keep-alive race without a failed request.
+"""
+
+from __future__ import annotations
+
+import select
+import socket
+import ssl
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+from ..exceptions import UpstreamConnectError, UpstreamConnectTimeout
+from ..netpolicy import forbidden_upstream_reason
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """Where to connect: the pool key."""
+
+    scheme: str
+    host: str
+    port: int
+    tls_verify: bool = True
+
+    @property
+    def origin(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        default = 443 if self.scheme == "https" else 80
+        return f"{self.scheme}://{host}" + ("" if self.port == default else f":{self.port}")
+
+    @property
+    def host_header(self) -> str:
+        return self.origin.partition("://")[2]
+
+
+@dataclass(slots=True, eq=False)
+class Connection:
+    endpoint: Endpoint
+    sock: socket.socket
+    reused: bool = False
+    idle_since: float = field(default_factory=time.monotonic)
+
+
+_tls_contexts: dict[bool, ssl.SSLContext] = {}
+
+
+def _tls_context(verify: bool) -> ssl.SSLContext:
+    context = _tls_contexts.get(verify)
+    if context is None:
+        context = ssl.create_default_context()
+        if not verify:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        _tls_contexts[verify] = context
+    return context
+
+
+def _resolve(endpoint: Endpoint) -> list[tuple]:
+    try:
+        infos = socket.getaddrinfo(endpoint.host, endpoint.port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise UpstreamConnectError(f"Cannot resolve upstream host: {exc.strerror}.") from exc
+    allowed = [info for info in infos if not forbidden_upstream_reason(info[4][0])]
+    if not allowed:
+        raise UpstreamConnectError("The upstream host resolves only to forbidden addresses.")
+    return allowed
+
+
+def open_connection(endpoint: Endpoint, timeout: float) -> Connection:
+    """Connect (and handshake TLS) within ``timeout``, mapping failures to gateway errors."""
+    deadline = time.monotonic() + timeout
+    last_error: OSError | None = None
+    for family, kind, proto, _, address in _resolve(endpoint):
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.settimeout(max(deadline - time.monotonic(), 0.001))
+            sock.connect(address)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if endpoint.scheme == "https":
+                sock = _tls_context(endpoint.tls_verify).wrap_socket(
+                    sock, server_hostname=endpoint.host
+                )
+            return Connection(endpoint, sock)
+        except TimeoutError as exc:
+            sock.close()
+            raise UpstreamConnectTimeout() from exc
+        except ssl.SSLError as exc:
+            sock.close()
+            raise UpstreamConnectError(f"TLS handshake with the upstream failed: {exc.reason}.") from exc
+        except OSError as exc:
+            sock.close()
+            last_error = exc
+    raise UpstreamConnectError(
+        f"Connecting to the upstream failed: {getattr(last_error, 'strerror', None) or last_error}."
+    )
+
+
+def _is_stale(sock: socket.socket) -> bool:
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(readable)
+
+
+class ConnectionPool:
+    """Idle connections per endpoint, LIFO so the warmest connection is reused first."""
+
+    clock = staticmethod(time.monotonic)
+
+    def __init__(self, max_idle_per_endpoint: int = 32, idle_timeout: float = 30.0) -> None:
+        self.max_idle_per_endpoint = max_idle_per_endpoint
+        self.idle_timeout = idle_timeout
+        self._idle: dict[Endpoint, deque[Connection]] = {}
+        self._lock = threading.Lock()
+
+    def acquire(self, endpoint: Endpoint, connect_timeout: float) -> Connection:
+        now = self.clock()
+        while True:
+            with self._lock:
+                idle = self._idle.get(endpoint)
+                conn = idle.pop() if idle else None
+            if conn is None:
+                return open_connection(endpoint, connect_timeout)
+            if now - conn.idle_since > self.idle_timeout or _is_stale(conn.sock):
+                conn.sock.close()
+                continue
+            conn.reused = True
+            return conn
+
+    def release(self, conn: Connection) -> None:
+        conn.idle_since = self.clock()
+        with self._lock:
+            idle = self._idle.setdefault(conn.endpoint, deque())
+            if len(idle) < self.max_idle_per_endpoint:
+                idle.append(conn)
+                return
+        conn.sock.close()
+
+    def clear(self) -> None:
+        with self._lock:
+            pools, self._idle = self._idle, {}
+        for idle in pools.values():
+            for conn in idle:
+                conn.sock.close()
+
+    def idle_count(self, endpoint: Endpoint | None = None) -> int:
+        with self._lock:
+            if endpoint is not None:
+                return len(self._idle.get(endpoint, ()))
+            return sum(len(idle) for idle in self._idle.values())

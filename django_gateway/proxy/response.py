@@ -1,0 +1,55 @@
+"""Turning an upstream response into a Django response without losing anything on the way.
+
+Django keeps response headers in a case-insensitive dict, which would merge repeated headers
+(``Set-Cookie`` above all). The first value of each name goes into that dict, so middleware can read
+and change it as usual; repeats are kept in order and added back in :meth:`items`, which is what
+Django's WSGI and ASGI handlers send.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from django.http import HttpResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
+
+from .transport import UpstreamResponse
+
+
+class _RepeatedHeadersMixin:
+    repeated_headers: list[tuple[str, str]]
+
+    def items(self):  # type: ignore[no-untyped-def]
+        return [*super().items(), *self.repeated_headers]  # type: ignore[misc]
+
+
+class BufferedProxyResponse(_RepeatedHeadersMixin, HttpResponse):
+    """The whole body arrived with the head: sent in one write, connection already back in the pool."""
+
+
+class StreamingProxyResponse(_RepeatedHeadersMixin, StreamingHttpResponse):
+    """The body streams from the upstream as the client reads it."""
+
+
+def build_response(
+    upstream: UpstreamResponse, headers: Iterable[tuple[str, str]], *, head_only: bool
+) -> HttpResponseBase:
+    response: HttpResponseBase
+    if upstream.complete:
+        body = upstream.buffered_body()
+        response = BufferedProxyResponse(body, status=upstream.status)
+    else:
+        response = StreamingProxyResponse(upstream, status=upstream.status)
+    if upstream.reason:
+        response.reason_phrase = upstream.reason
+    response.repeated_headers = []
+    del response["Content-Type"]  # Django's default must not be added to what the upstream sent
+    store = response.headers
+    for name, value in headers:
+        if name in store:
+            response.repeated_headers.append((name, value))
+        else:
+            store[name] = value
+    if upstream.complete and not head_only and "Content-Length" not in store:
+        store["Content-Length"] = str(len(body))
+    return response

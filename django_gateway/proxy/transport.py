@@ -1,0 +1,267 @@
+"""HTTP/1.1 over a pooled socket, with llhttp (``httptools``) parsing every upstream byte.
+
+The transport is one call, :meth:`Transport.send`, so an async client can replace it later. It
+never hand-parses framing: status line, headers, chunked and length-delimited bodies all go through
+``httptools.HttpResponseParser``. Low-level errors become gateway errors here and nowhere else:
+
+- the connection could not be made → ``UpstreamConnectError`` / ``UpstreamConnectTimeout``;
+- the connection died before any response byte → :class:`NoResponse` (retryable by policy);
+- no head before the deadline → ``GatewayTimeout``; an unparsable head → ``BadGateway``.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
+
+from ..exceptions import BadGateway, GatewayTimeout
+from .body import RequestBody
+from .pool import Connection, ConnectionPool, Endpoint
+
+RECV_SIZE = 64 * 1024
+# Bodies announced at most this large are read before the response is handed on: sent in one write,
+# and the connection goes back to the pool before the client has read a byte.
+BUFFER_LIMIT = 64 * 1024
+
+
+class NoResponse(BadGateway):
+    """The connection failed after the request was (partly) sent but before any response byte."""
+
+    default_detail = "The upstream closed the connection without answering."
+
+    def __init__(self, detail: str | None = None, *, reused: bool = False) -> None:
+        super().__init__(detail)
+        self.reused = reused
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    connect: float
+    read: float
+    total: float
+
+
+@dataclass(slots=True)
+class UpstreamRequest:
+    method: str
+    target: str  # encoded path and query, as it goes on the request line
+    headers: list[tuple[str, str]]
+    body: RequestBody | None
+
+
+class _Reader:
+    """httptools callbacks collecting one response; 1xx interim responses are skipped."""
+
+    __slots__ = ("chunks", "complete", "head_done", "headers", "parser", "reason", "status")
+
+    def __init__(self) -> None:
+        self.parser = HttpResponseParser(self)
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.chunks: list[bytes] = []
+        self.reason = b""
+        self.status = 0
+        self.head_done = False
+        self.complete = False
+
+    def on_message_begin(self) -> None:
+        self.headers = []
+
+    def on_status(self, reason: bytes) -> None:
+        self.reason = reason
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        status = self.parser.get_status_code()
+        if 100 <= status < 200 and status != 101:
+            return  # interim (100 Continue, 103 Early Hints): the real head follows
+        self.status = status
+        self.head_done = True
+
+    def on_body(self, body: bytes) -> None:
+        self.chunks.append(body)
+
+    def on_message_complete(self) -> None:
+        if self.head_done:
+            self.complete = True
+
+
+class UpstreamResponse:
+    """A response whose head has arrived; the body streams from :meth:`__iter__`.
+
+    Iterating to the end returns the connection to the pool; :meth:`close` before that drops it.
+    """
+
+    def __init__(
+        self, transport: Transport, conn: Connection, reader: _Reader, head_only: bool, read_timeout: float
+    ) -> None:
+        self.status = reader.status
+        self.reason = reader.reason.decode("latin-1")
+        self.headers = reader.headers
+        self._transport = transport
+        self._conn: Connection | None = conn
+        self._reader = reader
+        self._read_timeout = read_timeout
+        self._eof_ends_body = not any(
+            name.lower() in (b"content-length", b"transfer-encoding") for name, _ in reader.headers
+        )
+        if head_only:  # HEAD: no body follows, whatever the headers say
+            reader.chunks.clear()
+            reader.complete = True
+            self._keep_alive = False
+        else:
+            self._keep_alive = reader.parser.should_keep_alive()
+        if reader.complete:
+            self._finish()
+        elif self._small_body_announced():
+            while not reader.complete:
+                self._pull()
+
+    def _small_body_announced(self) -> bool:
+        for name, value in self.headers:
+            if name.lower() == b"content-length":
+                return value.isdigit() and int(value) <= BUFFER_LIMIT
+        return False
+
+    @property
+    def complete(self) -> bool:
+        return self._reader.complete
+
+    def buffered_body(self) -> bytes:
+        """The whole body, when it arrived with the head (``complete`` is true)."""
+        return b"".join(self._reader.chunks)
+
+    def __iter__(self) -> Iterator[bytes]:
+        reader = self._reader
+        while True:
+            if reader.chunks:
+                chunks, reader.chunks = reader.chunks, []
+                yield from chunks
+            if reader.complete:
+                return
+            self._pull()
+
+    def _pull(self) -> None:
+        """Receive and parse one piece of the body; completes the response at its end."""
+        reader = self._reader
+        data = self._recv()
+        if not data:
+            if not self._eof_ends_body:
+                self.close()
+                raise BadGateway("The upstream closed the connection in the middle of the body.")
+            reader.complete = True
+            self._keep_alive = False
+        else:
+            try:
+                reader.parser.feed_data(data)
+            except HttpParserError as exc:
+                self.close()
+                raise BadGateway("The upstream sent a malformed body.") from exc
+        if reader.complete:
+            self._finish()
+
+    def _recv(self) -> bytes:
+        conn = self._conn
+        if conn is None:
+            return b""
+        try:
+            conn.sock.settimeout(self._read_timeout)
+            return conn.sock.recv(RECV_SIZE)
+        except TimeoutError as exc:
+            self.close()
+            raise GatewayTimeout("The upstream stopped sending the body.") from exc
+        except OSError as exc:
+            self.close()
+            raise BadGateway("The upstream connection failed in the middle of the body.") from exc
+
+    def _finish(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        if self._keep_alive:
+            self._transport.pool.release(conn)
+        else:
+            conn.sock.close()
+
+    def close(self) -> None:
+        """Drop the connection unless the body was read to its end (then it is already pooled)."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.sock.close()
+
+
+class Transport:
+    """Sends one request to one endpoint and returns once the response head has arrived."""
+
+    def __init__(self, pool: ConnectionPool) -> None:
+        self.pool = pool
+
+    def send(self, endpoint: Endpoint, request: UpstreamRequest, timeouts: Timeouts) -> UpstreamResponse:
+        deadline = time.monotonic() + timeouts.total
+        conn = self.pool.acquire(endpoint, min(timeouts.connect, timeouts.total))
+        try:
+            self._write(conn, request, timeouts.read)
+            reader = self._read_head(conn, timeouts.read, deadline)
+        except BaseException:
+            conn.sock.close()
+            raise
+        return UpstreamResponse(self, conn, reader, request.method == "HEAD", timeouts.read)
+
+    def _write(self, conn: Connection, request: UpstreamRequest, read_timeout: float) -> None:
+        lines = [f"{request.method} {request.target} HTTP/1.1"]
+        lines.extend(f"{name}: {value}" for name, value in request.headers)
+        body = request.body
+        if body is not None:
+            lines.append(body.framing_header)
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        sock = conn.sock
+        sock.settimeout(read_timeout)
+        try:
+            if body is None:
+                sock.sendall(head)
+                return
+            first = True
+            for piece in body.framed_chunks():
+                sock.sendall(head + piece if first else piece)
+                first = False
+            if first:
+                sock.sendall(head)
+        except TimeoutError as exc:
+            raise GatewayTimeout("The upstream stopped reading the request.") from exc
+        except OSError as exc:
+            raise NoResponse(f"Sending to the upstream failed: {exc.strerror or exc}.", reused=conn.reused) from exc
+
+    def _read_head(self, conn: Connection, read_timeout: float, deadline: float) -> _Reader:
+        reader = _Reader()
+        sock = conn.sock
+        received = False
+        while not reader.head_done:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise GatewayTimeout()
+            sock.settimeout(min(read_timeout, remaining))
+            try:
+                data = sock.recv(RECV_SIZE)
+            except TimeoutError as exc:
+                raise GatewayTimeout() from exc
+            except OSError as exc:
+                if received:
+                    raise BadGateway("The upstream connection failed while sending the head.") from exc
+                raise NoResponse(f"The upstream reset the connection: {exc.strerror or exc}.", reused=conn.reused) from exc
+            if not data:
+                if received:
+                    raise BadGateway("The upstream closed the connection in the middle of the head.")
+                raise NoResponse(reused=conn.reused)
+            received = True
+            try:
+                reader.parser.feed_data(data)
+            except HttpParserUpgrade as exc:
+                raise BadGateway("The upstream switched protocols, which was not asked for.") from exc
+            except HttpParserError as exc:
+                raise BadGateway("The upstream sent a response that is not valid HTTP/1.1.") from exc
+        return reader

@@ -1,0 +1,219 @@
+"""The compiled, immutable route table.
+
+Precedence (documented in ``docs/routing.md``), highest first:
+
+1. host specificity: an exact host, then wildcard hosts (longer suffix first), then routes with no
+   host;
+2. within a host class, regex paths (``~``) before prefixes; prefixes longest first (by segments);
+3. ``priority`` (higher first);
+4. more conditions (methods, headers) before fewer;
+5. the older route (lower id).
+
+Lookup is an index by host, then a segment trie: the cost follows the depth of the request path
+and the number of routes sharing one prefix, not the number of routes. Regex routes are the one
+linear part and are tried in precedence order within their host class.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledRoute:
+    """What the request path needs of a ``Route`` row, frozen for sharing between threads."""
+
+    id: int
+    name: str
+    service: Any  # snapshot.ServiceConfig; typed loosely to keep routing free of the proxy
+    paths: tuple[str, ...]
+    hosts: tuple[str, ...]
+    methods: frozenset[str]
+    headers: tuple[tuple[str, frozenset[str]], ...]
+    priority: int = 0
+    strip_path: bool = True
+    preserve_host: bool = False
+    connect_timeout: float | None = None
+    read_timeout: float | None = None
+    timeout: float | None = None
+    max_body_size: int | None = None
+
+    @property
+    def specificity(self) -> int:
+        return bool(self.methods) + len(self.headers)
+
+    def accepts(self, method: str, environ: Mapping[str, Any]) -> str | None:
+        """``None`` when method and headers fit, else why not (for the route tester)."""
+        if self.methods and method not in self.methods:
+            return f"method {method} not in {sorted(self.methods)}"
+        for name, values in self.headers:
+            got = environ.get("HTTP_" + name.upper().replace("-", "_"))
+            if got not in values:
+                return f"header {name} is {got!r}, needs one of {sorted(values)}"
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class RouteMatch:
+    route: CompiledRoute
+    matched: str  # the part of the canonical path the route's path consumed
+    remainder: str  # what follows it (starts with "/" or is empty)
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    route: CompiledRoute
+    path: str  # "/api" or the regex source
+    regex: re.Pattern[str] | None
+    key: tuple  # precedence within one host class; lower sorts first
+
+
+@dataclass(slots=True)
+class _Node:
+    children: dict[str, _Node] = field(default_factory=dict)
+    entries: list[_Entry] = field(default_factory=list)
+
+
+def _segments(path: str) -> list[str]:
+    return [segment for segment in path.split("/") if segment]
+
+
+class _PathIndex:
+    """Routes of one host class: regexes in order, prefixes in a segment trie."""
+
+    def __init__(self) -> None:
+        self.root = _Node()
+        self.regexes: list[_Entry] = []
+
+    def add(self, entry: _Entry) -> None:
+        if entry.regex is not None:
+            self.regexes.append(entry)
+            return
+        node = self.root
+        for segment in _segments(entry.path):
+            node = node.children.setdefault(segment, _Node())
+        node.entries.append(entry)
+
+    def freeze(self) -> None:
+        self.regexes.sort(key=lambda e: e.key)
+        stack = [self.root]
+        while stack:
+            node = stack.pop()
+            node.entries.sort(key=lambda e: e.key)
+            stack.extend(node.children.values())
+
+    def match(self, method: str, path: str, environ: Mapping[str, Any]) -> RouteMatch | None:
+        for entry in self.regexes:
+            found = entry.regex.match(path)  # type: ignore[union-attr]
+            if found and entry.route.accepts(method, environ) is None:
+                rest = path[found.end() :]
+                return RouteMatch(entry.route, found.group(0), rest if rest[:1] in ("/", "") else "/" + rest)
+        visited = [self.root]
+        node = self.root
+        for segment in _segments(path):
+            node = node.children.get(segment)  # type: ignore[assignment]
+            if node is None:
+                break
+            visited.append(node)
+        for node in reversed(visited):
+            for entry in node.entries:
+                if entry.route.accepts(method, environ) is None:
+                    return _prefix_match(entry, path)
+        return None
+
+
+def _prefix_match(entry: _Entry, path: str) -> RouteMatch:
+    if entry.path == "/":
+        return RouteMatch(entry.route, "", path)
+    return RouteMatch(entry.route, entry.path, path[len(entry.path) :])
+
+
+def _split_host(pattern: str) -> tuple[str, str]:
+    host, _, port = pattern.partition(":")
+    return host, port
+
+
+class RouteTable:
+    """Immutable after construction; build a new one to change routes."""
+
+    def __init__(self, routes: Iterable[CompiledRoute]) -> None:
+        self.routes = tuple(sorted(routes, key=lambda r: r.id))
+        self._exact: dict[str, _PathIndex] = {}
+        self._wildcard: dict[str, _PathIndex] = {}  # "example.com" for "*.example.com"
+        self._any = _PathIndex()
+        for route in self.routes:
+            for index, host_rank in self._indexes_for(route):
+                for path in route.paths or ("/",):
+                    index.add(_make_entry(route, path, host_rank))
+        for index in (*self._exact.values(), *self._wildcard.values(), self._any):
+            index.freeze()
+        # Longest suffixes first, so "*.a.example.com" beats "*.example.com".
+        self._wildcard_suffixes = sorted(self._wildcard, key=lambda s: -s.count("."))
+
+    def _indexes_for(self, route: CompiledRoute) -> Iterator[tuple[_PathIndex, tuple]]:
+        if not route.hosts:
+            yield self._any, (2,)
+        for pattern in route.hosts:
+            if pattern.startswith("*."):
+                suffix = pattern[2:]
+                yield self._wildcard.setdefault(suffix, _PathIndex()), (1, -suffix.count("."))
+            else:
+                yield self._exact.setdefault(pattern, _PathIndex()), (0,)
+
+    def __len__(self) -> int:
+        return len(self.routes)
+
+    def _host_indexes(self, host: str) -> Iterator[_PathIndex]:
+        host = host.lower()
+        name, port = _split_host(host)
+        for key in (host, name) if port else (host,):
+            index = self._exact.get(key)
+            if index is not None:
+                yield index
+        for suffix in self._wildcard_suffixes:
+            if port and suffix.endswith(":" + port):
+                bare_suffix = suffix.rpartition(":")[0]
+                if name.endswith("." + bare_suffix):
+                    yield self._wildcard[suffix]
+            elif ":" not in suffix and name.endswith("." + suffix):
+                yield self._wildcard[suffix]
+        yield self._any
+
+    def match(
+        self, method: str, host: str, path: str, environ: Mapping[str, Any] | None = None
+    ) -> RouteMatch | None:
+        """The winning route for a canonical ``path``, or ``None`` to let Django serve it."""
+        environ = environ or {}
+        for index in self._host_indexes(host):
+            found = index.match(method, path, environ)
+            if found is not None:
+                return found
+        return None
+
+    def ordered_entries(self) -> list[tuple[str, str, CompiledRoute]]:
+        """Every (host, path, route) in the order the matcher considers them, for ``gateway_routes``."""
+        rows = []
+        for host, index in [
+            *sorted(self._exact.items()),
+            *((f"*.{s}", self._wildcard[s]) for s in self._wildcard_suffixes),
+            ("*", self._any),
+        ]:
+            entries = list(index.regexes)
+            stack = [index.root]
+            while stack:
+                node = stack.pop()
+                entries.extend(node.entries)
+                stack.extend(node.children.values())
+            entries.sort(key=lambda e: e.key)
+            rows.extend((host, e.path, e.route) for e in entries)
+        return rows
+
+
+def _make_entry(route: CompiledRoute, path: str, host_rank: tuple) -> _Entry:
+    regex = re.compile(path[1:]) if path.startswith("~") else None
+    length = -1 if regex else len(_segments(path))
+    key = (*host_rank, 0 if regex else 1, -length, -route.priority, -route.specificity, route.id)
+    return _Entry(route=route, path=path, regex=regex, key=key)

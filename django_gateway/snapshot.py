@@ -1,0 +1,145 @@
+"""The per-process configuration snapshot: routes and services, frozen, swapped when they change.
+
+A request reads :func:`get_snapshot` and nothing else from the configuration: no database query on
+the hot path. At most every ``CONFIG_POLL_INTERVAL`` seconds one request per process checks the
+shared version (:mod:`django_gateway.versioning`) and, if it moved, rebuilds the snapshot while other
+threads keep using the old one. If the cache or the database is down the old snapshot keeps serving.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+
+from .balancing import Instance
+from .conf import gateway_settings
+from .models import Route, Service
+from .routing import CompiledRoute, RouteTable
+from .versioning import current_version
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceConfig:
+    id: int
+    name: str
+    protocol: str
+    path: str
+    connect_timeout: float
+    read_timeout: float
+    timeout: float
+    retries: int
+    tls_verify: bool
+    targets: tuple[Instance, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    version: str
+    routes: RouteTable
+    services: dict[str, ServiceConfig]
+
+
+def _service_config(service: Service) -> ServiceConfig:
+    targets = tuple(
+        Instance(host=t.host, port=t.port, weight=t.weight)
+        for t in service.targets.all()
+        if t.enabled and t.weight > 0
+    )
+    return ServiceConfig(
+        id=service.pk,
+        name=service.name,
+        protocol=service.protocol,
+        path=service.path.rstrip("/"),
+        connect_timeout=service.connect_timeout,
+        read_timeout=service.read_timeout,
+        timeout=service.timeout,
+        retries=service.retries,
+        tls_verify=service.tls_verify,
+        targets=targets,
+    )
+
+
+def _compile_route(route: Route, service: ServiceConfig) -> CompiledRoute:
+    return CompiledRoute(
+        id=route.pk,
+        name=route.name,
+        service=service,
+        paths=tuple(route.paths or ()),
+        hosts=tuple(h.lower() for h in route.hosts or ()),
+        methods=frozenset(route.methods or ()),
+        headers=tuple(
+            (name.lower(), frozenset(values)) for name, values in (route.headers or {}).items()
+        ),
+        priority=route.priority,
+        strip_path=route.strip_path,
+        preserve_host=route.preserve_host,
+        connect_timeout=route.connect_timeout,
+        read_timeout=route.read_timeout,
+        timeout=route.timeout,
+        max_body_size=route.max_body_size,
+    )
+
+
+def build_snapshot(version: str = "") -> Snapshot:
+    """Read every enabled service and route; routes of disabled services are left out."""
+    services = {
+        s.name: _service_config(s)
+        for s in Service.objects.filter(enabled=True).prefetch_related("targets")
+    }
+    by_id = {s.id: s for s in services.values()}
+    routes = [
+        _compile_route(route, by_id[route.service_id])
+        for route in Route.objects.filter(enabled=True, service__enabled=True)
+    ]
+    return Snapshot(version=version, routes=RouteTable(routes), services=services)
+
+
+class SnapshotHolder:
+    """Holds this process's snapshot; the clock is an attribute so tests can move it."""
+
+    clock = staticmethod(time.monotonic)
+
+    def __init__(self) -> None:
+        self._snapshot: Snapshot | None = None
+        self._checked_at = 0.0
+        self._lock = threading.Lock()
+
+    def get(self) -> Snapshot:
+        snapshot = self._snapshot
+        if snapshot is None:
+            with self._lock:
+                if self._snapshot is None:
+                    self._refresh(force=True)
+            return self._snapshot  # type: ignore[return-value]
+        if self.clock() - self._checked_at < gateway_settings.CONFIG_POLL_INTERVAL:
+            return snapshot
+        if self._lock.acquire(blocking=False):  # one thread polls; the others serve the old one
+            try:
+                self._refresh(force=False)
+            finally:
+                self._lock.release()
+        return self._snapshot  # type: ignore[return-value]
+
+    def _refresh(self, *, force: bool) -> None:
+        self._checked_at = self.clock()
+        try:
+            version = current_version()
+            if force or self._snapshot is None or version != self._snapshot.version:
+                self._snapshot = build_snapshot(version)
+        except Exception:
+            if self._snapshot is None:
+                raise
+            logger.exception("Configuration refresh failed; serving the previous snapshot")
+
+    def invalidate(self) -> None:
+        """Drop the snapshot so the next request rebuilds it (tests, management commands)."""
+        with self._lock:
+            self._snapshot = None
+
+
+holder = SnapshotHolder()
+get_snapshot = holder.get

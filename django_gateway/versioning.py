@@ -1,0 +1,66 @@
+"""The shared configuration version: bumped on every committed change, polled by every process.
+
+Where the gateway's cache (``GATEWAY['CACHE_ALIAS']``) is shared between processes (Redis,
+Memcached, database cache) the version is a counter in it, so a poll costs one cache read. Where it
+is per process (local memory, dummy) a database row is the only thing all processes see, so the poll
+reads that instead. Either way a change committed on any machine reaches every process within
+``CONFIG_POLL_INTERVAL``.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from django.core.cache import caches
+from django.core.cache.backends.dummy import DummyCache
+from django.core.cache.backends.locmem import LocMemCache
+from django.db.models import F
+
+from .conf import gateway_settings
+from .models import ConfigRevision
+
+logger = logging.getLogger(__name__)
+
+CACHE_KEY = "django_gateway:config_version"
+
+
+def _shared_cache():
+    cache = caches[gateway_settings.CACHE_ALIAS]
+    if isinstance(cache, LocMemCache | DummyCache):
+        return None
+    return cache
+
+
+def current_version() -> str:
+    """An opaque token that changes whenever the configuration does."""
+    cache = _shared_cache()
+    if cache is None:
+        row = ConfigRevision.objects.filter(pk=1).values_list("revision", flat=True).first()
+        return f"db:{row or 0}"
+    value = cache.get(CACHE_KEY)
+    if value is None:
+        # Evicted or a fresh cache: any new value makes every process rebuild once, which is safe.
+        cache.add(CACHE_KEY, _fresh_token(), timeout=None)
+        value = cache.get(CACHE_KEY)
+    return f"cache:{value}"
+
+
+def _fresh_token() -> int:
+    return uuid.uuid4().int >> 80
+
+
+def bump_version() -> None:
+    """Called on commit of any configuration change."""
+    updated = ConfigRevision.objects.filter(pk=1).update(revision=F("revision") + 1)
+    if not updated:
+        ConfigRevision.objects.get_or_create(pk=1, defaults={"revision": 1})
+    cache = _shared_cache()
+    if cache is None:
+        return
+    try:
+        cache.incr(CACHE_KEY)
+    except ValueError:  # missing key
+        cache.set(CACHE_KEY, _fresh_token(), timeout=None)
+    except Exception:  # the cache is down: processes rebuild when it answers with a new value
+        logger.warning("Could not bump the configuration version in the cache", exc_info=True)
