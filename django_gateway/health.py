@@ -31,8 +31,15 @@ class HealthRegistry:
         self._states: dict[InstanceKey, _State] = {}
         self._lock = threading.Lock()
 
-    def admit(self, key: InstanceKey) -> bool:
-        """May a request go to this instance now? Claims the probe slot when one is due."""
+    def available(self, key: InstanceKey) -> bool:
+        """Could a request go to this instance now? Side-effect free, for the balancer's filter."""
+        state = self._states.get(key)
+        if state is None or not state.ejected_until:
+            return True
+        return not state.probing and self.clock() >= state.ejected_until
+
+    def begin(self, key: InstanceKey) -> bool:
+        """Claim the instance for one request; an instance past its cool-down takes one probe."""
         state = self._states.get(key)
         if state is None or not state.ejected_until:
             return True

@@ -91,16 +91,20 @@ def _pick(exchange: Exchange, tried: set[Instance]) -> Instance:
         )
     balancer = balancers.for_service(service.name, service.targets)
     name = service.name
-    instance = balancer.pick(
-        lambda i: i not in tried and health.admit((name, i.host, i.port))
-    )
-    if instance is None:
-        keys = [(name, i.host, i.port) for i in service.targets]
-        raise ServiceUnavailable(
-            f"Every instance of service {service.name!r} is ejected after failures.",
-            retry_after=health.retry_after(keys),
+    skipped: set[Instance] = set()
+    while True:
+        instance = balancer.pick(
+            lambda i: i not in tried and i not in skipped and health.available((name, i.host, i.port))
         )
-    return instance
+        if instance is None:
+            keys = [(name, i.host, i.port) for i in service.targets]
+            raise ServiceUnavailable(
+                f"Every instance of service {service.name!r} is ejected after failures.",
+                retry_after=health.retry_after(keys),
+            )
+        if health.begin((name, instance.host, instance.port)):
+            return instance
+        skipped.add(instance)  # another thread took its probe slot a moment ago
 
 
 def forward(exchange: Exchange) -> HttpResponseBase:

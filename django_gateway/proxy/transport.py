@@ -56,7 +56,9 @@ class UpstreamRequest:
 class _Reader:
     """httptools callbacks collecting one response; 1xx interim responses are skipped."""
 
-    __slots__ = ("chunks", "complete", "head_done", "headers", "parser", "reason", "status")
+    __slots__ = (
+        "chunks", "complete", "head_done", "headers", "keep_alive", "parser", "reason", "status"
+    )
 
     def __init__(self) -> None:
         self.parser = HttpResponseParser(self)
@@ -66,6 +68,7 @@ class _Reader:
         self.status = 0
         self.head_done = False
         self.complete = False
+        self.keep_alive = False
 
     def on_message_begin(self) -> None:
         self.headers = []
@@ -89,6 +92,8 @@ class _Reader:
     def on_message_complete(self) -> None:
         if self.head_done:
             self.complete = True
+            # llhttp only knows whether the connection persists once the message has ended.
+            self.keep_alive = self.parser.should_keep_alive()
 
 
 class UpstreamResponse:
@@ -113,9 +118,7 @@ class UpstreamResponse:
         if head_only:  # HEAD: no body follows, whatever the headers say
             reader.chunks.clear()
             reader.complete = True
-            self._keep_alive = False
-        else:
-            self._keep_alive = reader.parser.should_keep_alive()
+            reader.keep_alive = False
         if reader.complete:
             self._finish()
         elif self._small_body_announced():
@@ -155,7 +158,7 @@ class UpstreamResponse:
                 self.close()
                 raise BadGateway("The upstream closed the connection in the middle of the body.")
             reader.complete = True
-            self._keep_alive = False
+            reader.keep_alive = False
         else:
             try:
                 reader.parser.feed_data(data)
@@ -183,7 +186,7 @@ class UpstreamResponse:
         conn, self._conn = self._conn, None
         if conn is None:
             return
-        if self._keep_alive:
+        if self._reader.keep_alive:
             self._transport.pool.release(conn)
         else:
             conn.sock.close()

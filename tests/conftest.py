@@ -1,0 +1,78 @@
+"""Fixtures shared by the suite: real upstream servers on loopback and configuration helpers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.conf import settings
+
+from django_gateway.balancing import balancers
+from django_gateway.health import health
+from django_gateway.models import Route, Service, Target
+from django_gateway.proxy import forwarder
+from django_gateway.snapshot import holder
+from django_gateway.testing.upstreams import EchoUpstream
+
+
+@pytest.fixture(autouse=True)
+def fresh_gateway_state() -> Iterator[None]:
+    """Each test starts with no snapshot, no ejections and an empty connection pool."""
+    holder.invalidate()
+    health.reset()
+    balancers._by_service.clear()
+    forwarder._drop_pool_after_fork()
+    yield
+    holder.invalidate()
+    forwarder._drop_pool_after_fork()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def clean_redis_keys() -> Iterator[None]:
+    """The suite writes only under its own key prefix, and removes those keys when it ends."""
+    yield
+    if getattr(settings, "REDIS_AVAILABLE", False):
+        from django_redis import get_redis_connection
+
+        client = get_redis_connection("default")
+        prefix = settings.CACHES["default"]["KEY_PREFIX"]
+        for key in client.scan_iter(match=f"{prefix}:*"):
+            client.delete(key)
+
+
+@pytest.fixture
+def echo() -> Iterator[EchoUpstream]:
+    with EchoUpstream() as server:
+        yield server
+
+
+def make_service(*upstreams: Any, name: str = "svc", **fields: Any) -> Service:
+    """A service whose targets are the given servers (anything with ``.host`` and ``.port``)."""
+    service = Service.objects.create(name=name, **fields)
+    for upstream in upstreams:
+        Target.objects.create(service=service, host=upstream.host, port=upstream.port)
+    return service
+
+
+def make_route(service: Service, name: str = "route", **fields: Any) -> Route:
+    fields.setdefault("paths", ["/api"])
+    route = Route(service=service, name=name, **fields)
+    route.full_clean()
+    route.save()
+    holder.invalidate()
+    return route
+
+
+@pytest.fixture
+def api_route(db: Any, echo: EchoUpstream) -> Route:
+    """``/api`` → the echo upstream, stripping the prefix."""
+    return make_route(make_service(echo))
+
+
+@pytest.fixture
+def client() -> Any:
+    """Django's test client sends no Host header, which HTTP/1.1 requires and the gateway enforces."""
+    from django.test import Client
+
+    return Client(HTTP_HOST="testserver")

@@ -1,0 +1,57 @@
+"""Every system check ID fires on the mistake it names, and stays quiet otherwise."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.checks import run_checks
+from django.test import override_settings
+
+GW = "django_gateway.middleware.GatewayMiddleware"
+SEC = "django.middleware.security.SecurityMiddleware"
+
+
+def ids(**kwargs) -> list[str]:
+    with override_settings(**kwargs):
+        return sorted(m.id for m in run_checks() if m.id and m.id.startswith("django_gateway"))
+
+
+def test_test_settings_are_clean():
+    assert ids() == []
+
+
+@pytest.mark.parametrize(
+    ("middleware", "expected"),
+    [
+        ([SEC], ["django_gateway.E001"]),
+        ([SEC, GW, GW], ["django_gateway.E002"]),
+        ([SEC, "django.middleware.gzip.GZipMiddleware", GW], ["django_gateway.E003"]),
+        ([SEC, "django.contrib.sessions.middleware.SessionMiddleware", GW], ["django_gateway.E003"]),
+        ([SEC, GW, "django.middleware.gzip.GZipMiddleware"], []),
+    ],
+)
+def test_middleware_checks(middleware, expected):
+    assert ids(MIDDLEWARE=middleware) == expected
+
+
+@pytest.mark.parametrize(
+    ("gateway", "expected"),
+    [
+        ({"CONFIG_POLL_INTERVALL": 1}, ["django_gateway.E004"]),
+        ({"CONFIG_POLL_INTERVAL": "1"}, ["django_gateway.E005"]),
+        ({"CONFIG_POLL_INTERVAL": 0}, ["django_gateway.E005"]),
+        ({"EJECT_AFTER_FAILURES": True}, ["django_gateway.E005"]),
+        ({"MAX_BODY_SIZE": -1}, ["django_gateway.E005"]),
+        ({"MAX_BODY_SIZE": None}, []),
+        ({"ACCESS_LOG": "yes"}, ["django_gateway.E005"]),
+        ({"TRUSTED_PROXIES": "10.0.0.0/8"}, ["django_gateway.E005"]),
+        ({"TRUSTED_PROXIES": ["10.0.0.0/8", "not-a-cidr"]}, ["django_gateway.E006"]),
+        ({"CACHE_ALIAS": "missing"}, ["django_gateway.E007"]),
+    ],
+)
+def test_settings_checks(gateway, expected):
+    assert ids(GATEWAY=gateway) == expected
+
+
+def test_per_process_cache_warns():
+    caches = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    assert ids(CACHES=caches, SILENCED_SYSTEM_CHECKS=[]) == ["django_gateway.W001"]
