@@ -115,3 +115,6 @@ LOGGING = {
     "handlers": {"null": {"class": "logging.NullHandler"}},
     "loggers": {"django_gateway": {"handlers": ["null"], "level": "INFO"}},
 }
+
+# Fast hashing: admin tests log in often and never need strong hashes.
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
