@@ -47,7 +47,10 @@ class ServiceAdmin(EnableDisableMixin, admin.ModelAdmin):
     inlines = [TargetInline]
     fieldsets = (
         (None, {"fields": ("name", "protocol", "path", "enabled")}),
-        ("Timeouts and retries", {"fields": ("connect_timeout", "read_timeout", "timeout", "retries")}),
+        (
+            "Timeouts and retries",
+            {"fields": ("connect_timeout", "read_timeout", "timeout", "retries")},
+        ),
         ("TLS", {"fields": ("tls_verify",)}),
     )
 
@@ -62,7 +65,15 @@ class ServiceAdmin(EnableDisableMixin, admin.ModelAdmin):
 @admin.register(Route)
 class RouteAdmin(EnableDisableMixin, admin.ModelAdmin):
     form = RouteForm
-    list_display = ("name", "path_list", "host_list", "method_list", "service", "priority", "enabled")
+    list_display = (
+        "name",
+        "path_list",
+        "host_list",
+        "method_list",
+        "service",
+        "priority",
+        "enabled",
+    )
     list_filter = ("enabled", "service", "strip_path", "preserve_host")
     list_select_related = ("service",)
     search_fields = ("name", "paths", "hosts", "service__name")

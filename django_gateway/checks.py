@@ -87,14 +87,20 @@ def check_middleware(**kwargs: Any) -> list[checks.CheckMessage]:
 def _value_errors(name: str, value: Any) -> str | None:
     if name in _NUMBERS:
         low, high = _NUMBERS[name]
-        if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not low <= value <= high
+        ):
             return f"must be a number from {low} to {high}"
     elif name in _BOOLEANS and not isinstance(value, bool):
         return "must be True or False"
     elif name in _STRINGS and not isinstance(value, str):
         return "must be a string"
-    elif name == "MAX_BODY_SIZE" and value is not None and (
-        isinstance(value, bool) or not isinstance(value, int) or value < 0
+    elif (
+        name == "MAX_BODY_SIZE"
+        and value is not None
+        and (isinstance(value, bool) or not isinstance(value, int) or value < 0)
     ):
         return "must be a number of bytes or None"
     elif name == "TRUSTED_PROXIES" and not isinstance(value, list | tuple):
@@ -118,10 +124,12 @@ def check_settings(**kwargs: Any) -> list[checks.CheckMessage]:
     for name in sorted(set(user) & set(DEFAULTS)):
         problem = _value_errors(name, user[name])
         if problem:
-            errors.append(
-                checks.Error(f"GATEWAY[{name!r}] {problem}.", id="django_gateway.E005")
-            )
-    for cidr in user.get("TRUSTED_PROXIES", []) if isinstance(user.get("TRUSTED_PROXIES"), list | tuple) else []:
+            errors.append(checks.Error(f"GATEWAY[{name!r}] {problem}.", id="django_gateway.E005"))
+    for cidr in (
+        user.get("TRUSTED_PROXIES", [])
+        if isinstance(user.get("TRUSTED_PROXIES"), list | tuple)
+        else []
+    ):
         try:
             ipaddress.ip_network(cidr, strict=False)
         except (TypeError, ValueError):

@@ -47,7 +47,9 @@ class HostMissing(BadRequest):
 class LengthRequired(GatewayError):
     status = 411
     title = "Length Required"
-    default_detail = "A chunked request body cannot be streamed by this server; send Content-Length."
+    default_detail = (
+        "A chunked request body cannot be streamed by this server; send Content-Length."
+    )
 
 
 class PayloadTooLarge(GatewayError):

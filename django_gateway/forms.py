@@ -7,8 +7,7 @@ from typing import Any
 from django import forms
 from django.core.exceptions import ValidationError
 
-from .models import Route
-from .models import validation
+from .models import Route, validation
 
 
 class LinesField(forms.CharField):
@@ -25,7 +24,9 @@ class LinesField(forms.CharField):
         if isinstance(value, list):
             return value
         text = super().to_python(value) or ""
-        return [item.strip() for line in text.splitlines() for item in line.split(",") if item.strip()]
+        return [
+            item.strip() for line in text.splitlines() for item in line.split(",") if item.strip()
+        ]
 
 
 class HeadersField(forms.CharField):
@@ -59,9 +60,10 @@ class RouteForm(forms.ModelForm):
         required=False, help_text=f"Empty: any. One of {', '.join(validation.HTTP_METHODS)}."
     )
     headers = HeadersField(
-        required=False, help_text="One 'Name: value' per line; repeat a name to accept several values."
+        required=False,
+        help_text="One 'Name: value' per line; repeat a name to accept several values.",
     )
 
     class Meta:
         model = Route
-        fields = "__all__"
+        exclude: list[str] = []

@@ -52,9 +52,7 @@ class HealthRegistry:
     def retry_after(self, keys: list[InstanceKey]) -> int:
         """Seconds until the first of ``keys`` may be probed again (at least 1)."""
         now = self.clock()
-        waits = [
-            self._states[k].ejected_until - now for k in keys if k in self._states
-        ]
+        waits = [self._states[k].ejected_until - now for k in keys if k in self._states]
         return max(1, int(min(waits, default=1) + 0.999))
 
     def success(self, key: InstanceKey) -> None:

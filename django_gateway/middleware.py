@@ -46,7 +46,9 @@ class GatewayMiddleware:
         except BadRequest as error:
             # Refuse it only if it is ours: Django keeps its own answer for its own URLs.
             try:
-                routed = table.match(method, host, canonical_path(request.path_info, decoded=True), environ)
+                routed = table.match(
+                    method, host, canonical_path(request.path_info, decoded=True), environ
+                )
             except BadRequest:
                 routed = None
             return _refuse(request, error) if routed else self.get_response(request)
@@ -64,5 +66,7 @@ class GatewayMiddleware:
 
 def _refuse(request: HttpRequest, error: GatewayError) -> HttpResponseBase:
     return problem_response(
-        error, request_id=request_id_for(request.META), request_id_header=gateway_settings.REQUEST_ID_HEADER
+        error,
+        request_id=request_id_for(request.META),
+        request_id_header=gateway_settings.REQUEST_ID_HEADER,
     )

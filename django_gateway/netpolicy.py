@@ -17,7 +17,12 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 # Cloud metadata endpoints live on link-local addresses (AWS, GCP, Azure, OpenStack: 169.254.169.254;
 # AWS IPv6: fd00:ec2::254, which is not link-local and so is named explicitly), plus well-known names.
 _METADATA_ADDRESSES = {ipaddress.ip_address("fd00:ec2::254")}
-_METADATA_HOSTNAMES = {"metadata", "metadata.google.internal", "instance-data", "instance-data.ec2.internal"}
+_METADATA_HOSTNAMES = {
+    "metadata",
+    "metadata.google.internal",
+    "instance-data",
+    "instance-data.ec2.internal",
+}
 
 
 def parse_ip(text: str) -> IPAddress | None:

@@ -5,15 +5,189 @@ Each front end stays thin: it parses its input, calls one function here, and pre
 
 from __future__ import annotations
 
+import io
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, fields
+from typing import Any
+from urllib.parse import unquote_to_bytes, urlsplit
+
 from django.db import transaction
 from django.db.models import QuerySet
 
+from .exceptions import BadRequest
+from .explain import Explanation, explain
+from .paths import canonical_path, raw_request_path
+from .proxy.pool import Endpoint
+from .routing import RouteTable
+from .snapshot import build_snapshot
 from .versioning import bump_version
+
+_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")  # RFC 9110 token: methods, header names
 
 
 def set_enabled(queryset: QuerySet, enabled: bool) -> int:
-    """Enable or disable many rows at once; bulk updates send no signals, so bump the version here."""
+    """Enable or disable many rows at once.
+
+    Bulk updates send no signals, so the configuration version is bumped here.
+    """
     with transaction.atomic():
         count = queryset.update(enabled=enabled)
         transaction.on_commit(bump_version, robust=True)
     return count
+
+
+# --- Route listing and the route tester (gateway_routes, gateway_test_route, later the API). ----
+
+
+@dataclass(frozen=True, slots=True)
+class RouteRow:
+    """One (host, path) entry of the compiled table, in the order the matcher considers it."""
+
+    host: str  # "*" for routes without hosts
+    path: str
+    methods: tuple[str, ...]  # empty: any method
+    headers: dict[str, list[str]]
+    priority: int
+    route: str
+    service: str
+    targets: tuple[str, ...]  # "http://10.0.0.5:8080/v1": origin plus the service's base path
+    strip_path: bool
+    preserve_host: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def route_rows(table: RouteTable | None = None) -> list[RouteRow]:
+    """The compiled route table, fresh from the database unless a table is given."""
+    table = table if table is not None else build_snapshot().routes
+    rows = []
+    for host, path, route in table.ordered_entries():
+        service = route.service
+        rows.append(
+            RouteRow(
+                host=host,
+                path=path,
+                methods=tuple(sorted(route.methods)),
+                headers={name: sorted(values) for name, values in route.headers},
+                priority=route.priority,
+                route=route.name,
+                service=service.name,
+                targets=tuple(
+                    Endpoint(service.protocol, t.host, t.port).origin + service.path
+                    for t in service.targets
+                ),
+                strip_path=route.strip_path,
+                preserve_host=route.preserve_host,
+            )
+        )
+    return rows
+
+
+class InvalidRequest(ValueError):
+    """Route-tester input that is not a request the gateway could receive (exit 2, or a 400)."""
+
+
+class InvalidPath(InvalidRequest):
+    """A path the gateway refuses with 400 when a route matches it (``%2F``, NUL, CR/LF...).
+
+    ``decoded_route`` names the route that matches the decoded path, if any: the middleware answers
+    400 only then and otherwise leaves the request to Django.
+    """
+
+    def __init__(self, detail: str, decoded_path: str | None, decoded_route: str | None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.decoded_path = decoded_path
+        self.decoded_route = decoded_route
+
+
+def request_environ(
+    method: str, url: str, headers: Iterable[str] = (), *, remote_addr: str = "127.0.0.1"
+) -> dict[str, Any]:
+    """The WSGI environ gunicorn would build for ``METHOD URL`` with ``Name: value`` headers.
+
+    ``url`` is absolute (``https://api.example.com/x?y``) or a path with a ``Host`` header. An
+    explicit ``Host`` header wins over the URL's authority, as it does for the gateway, which routes
+    on ``HTTP_HOST``. Repeated headers are joined with "," like gunicorn joins them.
+    """
+    method = method.strip().upper()
+    if not _TOKEN.match(method):
+        raise InvalidRequest(f"{method!r} is not an HTTP method.")
+    parts = urlsplit(url)
+    if parts.scheme in ("http", "https") and parts.netloc:
+        scheme, authority = parts.scheme, parts.netloc
+    elif url.startswith("/") and not url.startswith("//"):
+        scheme, authority = "http", ""
+    else:
+        raise InvalidRequest(f"{url!r} is neither an http(s) URL nor a path starting with '/'.")
+    if "@" in authority:
+        raise InvalidRequest("URLs with user information are not sent by HTTP clients.")
+    raw_path = parts.path or "/"
+    environ: dict[str, Any] = {
+        "REQUEST_METHOD": method,
+        "SCRIPT_NAME": "",
+        "PATH_INFO": unquote_to_bytes(raw_path).decode("latin-1"),
+        "RAW_URI": raw_path + ("?" + parts.query if parts.query else ""),
+        "QUERY_STRING": parts.query,
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "REMOTE_ADDR": remote_addr,
+        "wsgi.url_scheme": scheme,
+        "wsgi.input": io.BytesIO(b""),
+        "wsgi.input_terminated": True,  # gunicorn decodes chunked input and says so
+    }
+    for line in headers:
+        name, sep, value = line.partition(":")
+        name, value = name.strip(), value.strip()
+        if not sep or not _TOKEN.match(name) or any(c in value for c in "\r\n\x00"):
+            raise InvalidRequest(f"{line!r} is not a header line like 'Name: value'.")
+        key = name.upper().replace("-", "_")
+        if key not in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+            key = "HTTP_" + key
+        environ[key] = f"{environ[key]},{value}" if key in environ else value
+    if "HTTP_HOST" not in environ:
+        if not authority:
+            raise InvalidRequest("Give an absolute URL or a Host header (-H 'Host: name').")
+        environ["HTTP_HOST"] = authority
+    if not environ["HTTP_HOST"] or "," in environ["HTTP_HOST"]:
+        raise InvalidRequest("A request carries exactly one non-empty Host header.")
+    name, sep, port = environ["HTTP_HOST"].rpartition(":")
+    if not sep or not port.isdigit():  # no port ("[::1]" included)
+        name, port = environ["HTTP_HOST"], ""
+    environ["SERVER_NAME"] = name
+    environ["SERVER_PORT"] = port or ("443" if scheme == "https" else "80")
+    return environ
+
+
+def explain_request(
+    method: str,
+    url: str,
+    headers: Iterable[str] = (),
+    *,
+    remote_addr: str = "127.0.0.1",
+    table: RouteTable | None = None,
+) -> Explanation:
+    """Which route takes ``METHOD URL``, why the others do not, and what would go upstream.
+
+    The path is canonicalised exactly as the middleware does it; a path it would refuse raises
+    :class:`InvalidPath`. ``table`` defaults to one built fresh from the database.
+    """
+    environ = request_environ(method, url, headers, remote_addr=remote_addr)
+    table = table if table is not None else build_snapshot().routes
+    method, host = environ["REQUEST_METHOD"], environ["HTTP_HOST"]
+    raw_path, decoded = raw_request_path(environ)
+    try:
+        path = canonical_path(raw_path, decoded=decoded)
+    except BadRequest as error:
+        try:
+            decoded_path = canonical_path(
+                environ["PATH_INFO"].encode("latin-1").decode(), decoded=True
+            )
+        except (BadRequest, UnicodeDecodeError):
+            decoded_path = None
+        routed = decoded_path and table.match(method, host, decoded_path, environ)
+        raise InvalidPath(
+            error.detail, decoded_path, routed.route.name if routed else None
+        ) from error
+    return explain(table, method, host, path, environ)

@@ -44,7 +44,9 @@ def canonical_path(raw_path: str, *, decoded: bool = False) -> str:
     """
     if not decoded:
         if _FORBIDDEN_ESCAPES.search(raw_path):
-            raise BadRequest("Encoded slashes, backslashes, NUL, CR and LF are not allowed in paths.")
+            raise BadRequest(
+                "Encoded slashes, backslashes, NUL, CR and LF are not allowed in paths."
+            )
         try:
             raw_path = unquote_to_bytes(raw_path).decode("utf-8")
         except UnicodeDecodeError as exc:

@@ -84,7 +84,8 @@ def handle(exchange: Exchange) -> HttpResponseBase:
     except Exception as exc:  # a bug: still answer in the gateway's format, and say so loudly
         logger.exception("Unhandled error while proxying request %s", exchange.request_id)
         response = problem_response(
-            GatewayError(), request_id=exchange.request_id,
+            GatewayError(),
+            request_id=exchange.request_id,
             request_id_header=gateway_settings.REQUEST_ID_HEADER,
         )
         response.exception = exc  # type: ignore[attr-defined]

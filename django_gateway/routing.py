@@ -110,7 +110,9 @@ class _PathIndex:
             found = entry.regex.match(path)  # type: ignore[union-attr]
             if found and entry.route.accepts(method, environ) is None:
                 rest = path[found.end() :]
-                return RouteMatch(entry.route, found.group(0), rest if rest[:1] in ("/", "") else "/" + rest)
+                return RouteMatch(
+                    entry.route, found.group(0), rest if rest[:1] in ("/", "") else "/" + rest
+                )
         visited = [self.root]
         node = self.root
         for segment in _segments(path):

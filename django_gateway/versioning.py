@@ -32,17 +32,32 @@ def _shared_cache():
     return cache
 
 
+def _database_version() -> str:
+    row = ConfigRevision.objects.filter(pk=1).values_list("revision", flat=True).first()
+    return f"db:{row or 0}"
+
+
 def current_version() -> str:
-    """An opaque token that changes whenever the configuration does."""
+    """An opaque token that changes whenever the configuration does.
+
+    If the shared cache is unreachable the database revision answers instead: a change committed
+    while the cache is down still reaches every process, and the switch back to the cache's token
+    when it returns is itself a change, so nothing made during the outage is missed.
+    """
     cache = _shared_cache()
     if cache is None:
-        row = ConfigRevision.objects.filter(pk=1).values_list("revision", flat=True).first()
-        return f"db:{row or 0}"
-    value = cache.get(CACHE_KEY)
-    if value is None:
-        # Evicted or a fresh cache: any new value makes every process rebuild once, which is safe.
-        cache.add(CACHE_KEY, _fresh_token(), timeout=None)
+        return _database_version()
+    try:
         value = cache.get(CACHE_KEY)
+        if value is None:
+            # Evicted or a fresh cache: any new value makes every process rebuild once, which is safe.
+            cache.add(CACHE_KEY, _fresh_token(), timeout=None)
+            value = cache.get(CACHE_KEY)
+    except Exception:
+        logger.warning(
+            "The configuration cache is unreachable; polling the database", exc_info=True
+        )
+        return _database_version()
     return f"cache:{value}"
 
 

@@ -58,7 +58,9 @@ def test_add_service_with_inline_target(admin_client):
     ],
 )
 def test_service_form_errors_are_shown(admin_client, field, value, message):
-    response = admin_client.post("/admin/django_gateway/service/add/", service_form(**{field: value}))
+    response = admin_client.post(
+        "/admin/django_gateway/service/add/", service_form(**{field: value})
+    )
     assert response.status_code == 200
     assert message in response.content.decode()
     assert not Service.objects.exists()
@@ -103,7 +105,9 @@ def test_add_route_with_text_fields(admin_client):
 )
 def test_route_form_errors_are_shown(admin_client, field, value, message):
     service = Service.objects.create(name="orders")
-    response = admin_client.post("/admin/django_gateway/route/add/", route_form(service, **{field: value}))
+    response = admin_client.post(
+        "/admin/django_gateway/route/add/", route_form(service, **{field: value})
+    )
     assert response.status_code == 200
     assert "errorlist" in response.content.decode()
     assert message in response.content.decode()
@@ -117,14 +121,19 @@ def test_route_list_columns_filters_and_search(admin_client):
     page = admin_client.get("/admin/django_gateway/route/").content.decode()
     for text in ("orders-api", "/orders", "GET", "any"):
         assert text in page
-    assert "other" not in admin_client.get("/admin/django_gateway/route/?q=orders-api").content.decode()
+    assert (
+        "other"
+        not in admin_client.get("/admin/django_gateway/route/?q=orders-api").content.decode()
+    )
     filtered = admin_client.get("/admin/django_gateway/route/?enabled__exact=0").content.decode()
     assert "/other" in filtered and "orders-api" not in filtered
 
 
 def test_bulk_disable_and_enable(admin_client):
     service = Service.objects.create(name="orders")
-    routes = [Route.objects.create(name=f"r{i}", service=service, paths=[f"/r{i}"]) for i in range(3)]
+    routes = [
+        Route.objects.create(name=f"r{i}", service=service, paths=[f"/r{i}"]) for i in range(3)
+    ]
     response = admin_client.post(
         "/admin/django_gateway/route/",
         {"action": "disable_selected", "_selected_action": [r.pk for r in routes[:2]]},

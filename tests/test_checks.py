@@ -25,7 +25,10 @@ def test_test_settings_are_clean():
         ([SEC], ["django_gateway.E001"]),
         ([SEC, GW, GW], ["django_gateway.E002"]),
         ([SEC, "django.middleware.gzip.GZipMiddleware", GW], ["django_gateway.E003"]),
-        ([SEC, "django.contrib.sessions.middleware.SessionMiddleware", GW], ["django_gateway.E003"]),
+        (
+            [SEC, "django.contrib.sessions.middleware.SessionMiddleware", GW],
+            ["django_gateway.E003"],
+        ),
         ([SEC, GW, "django.middleware.gzip.GZipMiddleware"], []),
     ],
 )

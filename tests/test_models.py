@@ -23,8 +23,12 @@ def clean_route(service: Service, **fields) -> Route:
 
 @pytest.mark.parametrize(
     ("paths", "stored"),
-    [(["/api/"], ["/api"]), (["/a//b/./c"], ["/a/b/c"]), (["/", "/x", "/x"], ["/", "/x"]),
-     ([r"~/v\d+/items"], [r"~/v\d+/items"])],
+    [
+        (["/api/"], ["/api"]),
+        (["/a//b/./c"], ["/a/b/c"]),
+        (["/", "/x", "/x"], ["/", "/x"]),
+        ([r"~/v\d+/items"], [r"~/v\d+/items"]),
+    ],
 )
 def test_paths_are_stored_canonical(service, paths, stored):
     assert clean_route(service, paths=paths).paths == stored
@@ -42,14 +46,19 @@ def test_bad_paths_are_refused(service, paths):
 
 @pytest.mark.parametrize(
     ("hosts", "stored"),
-    [(["API.Example.com"], ["api.example.com"]), (["*.example.com"], ["*.example.com"]),
-     (["api.example.com:8443"], ["api.example.com:8443"])],
+    [
+        (["API.Example.com"], ["api.example.com"]),
+        (["*.example.com"], ["*.example.com"]),
+        (["api.example.com:8443"], ["api.example.com:8443"]),
+    ],
 )
 def test_hosts(service, hosts, stored):
     assert clean_route(service, hosts=hosts).hosts == stored
 
 
-@pytest.mark.parametrize("hosts", [["*.com"], ["exa mple.com"], ["a.example.com:99999"], ["-a.example.com"], ["*"]])
+@pytest.mark.parametrize(
+    "hosts", [["*.com"], ["exa mple.com"], ["a.example.com:99999"], ["-a.example.com"], ["*"]]
+)
 def test_bad_hosts(service, hosts):
     with pytest.raises(ValidationError) as info:
         clean_route(service, hosts=hosts)
@@ -88,8 +97,17 @@ def test_service_path():
 
 @pytest.mark.parametrize(
     "host",
-    ["169.254.169.254", "169.254.10.1", "fe80::1", "[fe80::1]", "fd00:ec2::254", "metadata.google.internal",
-     "::ffff:169.254.169.254", "0.0.0.0", "224.0.0.1"],
+    [
+        "169.254.169.254",
+        "169.254.10.1",
+        "fe80::1",
+        "[fe80::1]",
+        "fd00:ec2::254",
+        "metadata.google.internal",
+        "::ffff:169.254.169.254",
+        "0.0.0.0",
+        "224.0.0.1",
+    ],
 )
 def test_link_local_and_metadata_targets_are_refused(service, host):
     with pytest.raises(ValidationError) as info:
@@ -110,8 +128,12 @@ def test_ordinary_targets(service, host):
 
 
 def test_target_port_and_wildcard(service):
-    for bad in ({"host": "a.example.com", "port": 0}, {"host": "a.example.com", "port": 70000},
-                {"host": "*.example.com", "port": 80}, {"host": "bad host", "port": 80}):
+    for bad in (
+        {"host": "a.example.com", "port": 0},
+        {"host": "a.example.com", "port": 70000},
+        {"host": "*.example.com", "port": 80},
+        {"host": "bad host", "port": 80},
+    ):
         with pytest.raises(ValidationError):
             Target(service=service, **bad).full_clean()
 

@@ -23,8 +23,12 @@ def clock(monkeypatch):
 def test_saved_route_goes_live_after_the_poll_interval(client, echo, clock):
     make_route(make_service(echo), paths=["/api"])
     assert client.get("/api/x").status_code == 200
-    Route.objects.create(name="late", service_id=Route.objects.get().service_id, paths=["/django/late"])
-    assert client.get("/django/late/x").content == b"django:GET:/django/late/x"  # not yet: the poll is due in 0.2 s
+    Route.objects.create(
+        name="late", service_id=Route.objects.get().service_id, paths=["/django/late"]
+    )
+    assert (
+        client.get("/django/late/x").content == b"django:GET:/django/late/x"
+    )  # not yet: the poll is due in 0.2 s
     clock[0] += 0.25
     assert client.get("/django/late/x").status_code == 200
     assert echo.requests[-1].target == "/x"
@@ -70,3 +74,27 @@ def test_cold_start_failure_is_503_for_everyone(client, monkeypatch):
     response = client.get("/django/x")
     assert response.status_code == 503
     assert response["Content-Type"] == "application/problem+json"
+
+
+def test_changes_made_while_the_cache_is_down_still_arrive(client, echo, clock, settings):
+    """With the cache unreachable, processes poll the database revision instead."""
+    make_route(make_service(echo), paths=["/api"])
+    assert client.get("/api/x").status_code == 200
+    settings.GATEWAY = {
+        **settings.GATEWAY,
+        "CACHE_ALIAS": "down",
+    }
+    settings.CACHES = {
+        **settings.CACHES,
+        "down": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": "redis://127.0.0.1:1/0",  # nothing listens on port 1
+            "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.1, "SOCKET_TIMEOUT": 0.1},
+        },
+    }
+    Route.objects.create(
+        name="late", service_id=Route.objects.get().service_id, paths=["/django/late"]
+    )
+    clock[0] += 0.25
+    assert client.get("/django/late/x").status_code == 200
+    assert echo.requests[-1].target == "/x"

@@ -39,7 +39,9 @@ class Route(models.Model):
     preserve_host = models.BooleanField(
         default=False, help_text=_("Send the client's Host header instead of the upstream's.")
     )
-    connect_timeout = models.FloatField(null=True, blank=True, validators=[MinValueValidator(0.001)])
+    connect_timeout = models.FloatField(
+        null=True, blank=True, validators=[MinValueValidator(0.001)]
+    )
     read_timeout = models.FloatField(null=True, blank=True, validators=[MinValueValidator(0.001)])
     timeout = models.FloatField(null=True, blank=True, validators=[MinValueValidator(0.001)])
     max_body_size = models.PositiveBigIntegerField(

@@ -66,7 +66,11 @@ class Service(models.Model):
                 raise ValidationError({"path": _("The base path must start with '/'.")})
             if any(ch in self.path for ch in "?#\\\r\n\x00 "):
                 raise ValidationError(
-                    {"path": _("The base path must not contain '?', '#', spaces or control characters.")}
+                    {
+                        "path": _(
+                            "The base path must not contain '?', '#', spaces or control characters."
+                        )
+                    }
                 )
             self.path = self.path.rstrip("/")
 
@@ -87,7 +91,9 @@ class Target(models.Model):
     class Meta:
         ordering = ["service", "host", "port"]
         constraints = [
-            models.UniqueConstraint(fields=["service", "host", "port"], name="gateway_target_unique")
+            models.UniqueConstraint(
+                fields=["service", "host", "port"], name="gateway_target_unique"
+            )
         ]
 
     def __str__(self) -> str:
@@ -99,7 +105,9 @@ class Target(models.Model):
         self.host = self.host.strip().strip("[]").lower()
         reason = forbidden_upstream_reason(self.host)
         if reason:
-            raise ValidationError({"host": _("%(reason)s; not allowed as an upstream.") % {"reason": reason}})
+            raise ValidationError(
+                {"host": _("%(reason)s; not allowed as an upstream.") % {"reason": reason}}
+            )
         if ":" not in self.host:  # not an IPv6 literal: must be an IPv4 literal or a DNS name
             try:
                 host_pattern(self.host)

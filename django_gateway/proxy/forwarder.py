@@ -19,12 +19,23 @@ from django.http.response import HttpResponseBase
 
 from ..balancing import Instance, balancers
 from ..conf import gateway_settings
-from ..exceptions import GatewayError, ServiceUnavailable, UpstreamConnectError, UpstreamConnectTimeout
+from ..exceptions import (
+    GatewayError,
+    ServiceUnavailable,
+    UpstreamConnectError,
+    UpstreamConnectTimeout,
+)
 from ..health import health
 from ..paths import encode_path
 from ..pipeline import Exchange
 from .body import RequestBody, request_body
-from .headers import ForwardContext, LocationRewrite, environ_headers, request_headers, response_headers
+from .headers import (
+    ForwardContext,
+    LocationRewrite,
+    environ_headers,
+    request_headers,
+    response_headers,
+)
 from .pool import ConnectionPool, Endpoint
 from .response import build_response
 from .transport import NoResponse, Timeouts, Transport, UpstreamRequest
@@ -94,7 +105,9 @@ def _pick(exchange: Exchange, tried: set[Instance]) -> Instance:
     skipped: set[Instance] = set()
     while True:
         instance = balancer.pick(
-            lambda i: i not in tried and i not in skipped and health.available((name, i.host, i.port))
+            lambda i: (
+                i not in tried and i not in skipped and health.available((name, i.host, i.port))
+            )
         )
         if instance is None:
             keys = [(name, i.host, i.port) for i in service.targets]
@@ -109,7 +122,9 @@ def _pick(exchange: Exchange, tried: set[Instance]) -> Instance:
 
 def forward(exchange: Exchange) -> HttpResponseBase:
     route, service, environ = exchange.route, exchange.route.service, exchange.environ
-    limit = route.max_body_size if route.max_body_size is not None else gateway_settings.MAX_BODY_SIZE
+    limit = (
+        route.max_body_size if route.max_body_size is not None else gateway_settings.MAX_BODY_SIZE
+    )
     body = request_body(environ, limit)
     query = environ.get("QUERY_STRING", "")
     base_path = upstream_path(exchange)
@@ -182,7 +197,13 @@ def forward(exchange: Exchange) -> HttpResponseBase:
     raise last_error
 
 
-def _send(endpoint: Endpoint, request: UpstreamRequest, timeouts: Timeouts, exchange: Exchange, body: RequestBody | None):  # noqa: E501
+def _send(
+    endpoint: Endpoint,
+    request: UpstreamRequest,
+    timeouts: Timeouts,
+    exchange: Exchange,
+    body: RequestBody | None,
+):
     transport = get_transport()
     try:
         return transport.send(endpoint, request, timeouts)

@@ -93,7 +93,9 @@ def open_connection(endpoint: Endpoint, timeout: float) -> Connection:
             raise UpstreamConnectTimeout() from exc
         except ssl.SSLError as exc:
             sock.close()
-            raise UpstreamConnectError(f"TLS handshake with the upstream failed: {exc.reason}.") from exc
+            raise UpstreamConnectError(
+                f"TLS handshake with the upstream failed: {exc.reason}."
+            ) from exc
         except OSError as exc:
             sock.close()
             last_error = exc

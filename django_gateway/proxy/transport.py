@@ -11,7 +11,6 @@ never hand-parses framing: status line, headers, chunked and length-delimited bo
 
 from __future__ import annotations
 
-import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -57,7 +56,14 @@ class _Reader:
     """httptools callbacks collecting one response; 1xx interim responses are skipped."""
 
     __slots__ = (
-        "chunks", "complete", "head_done", "headers", "keep_alive", "parser", "reason", "status"
+        "chunks",
+        "complete",
+        "head_done",
+        "headers",
+        "keep_alive",
+        "parser",
+        "reason",
+        "status",
     )
 
     def __init__(self) -> None:
@@ -103,7 +109,12 @@ class UpstreamResponse:
     """
 
     def __init__(
-        self, transport: Transport, conn: Connection, reader: _Reader, head_only: bool, read_timeout: float
+        self,
+        transport: Transport,
+        conn: Connection,
+        reader: _Reader,
+        head_only: bool,
+        read_timeout: float,
     ) -> None:
         self.status = reader.status
         self.reason = reader.reason.decode("latin-1")
@@ -204,7 +215,9 @@ class Transport:
     def __init__(self, pool: ConnectionPool) -> None:
         self.pool = pool
 
-    def send(self, endpoint: Endpoint, request: UpstreamRequest, timeouts: Timeouts) -> UpstreamResponse:
+    def send(
+        self, endpoint: Endpoint, request: UpstreamRequest, timeouts: Timeouts
+    ) -> UpstreamResponse:
         deadline = time.monotonic() + timeouts.total
         conn = self.pool.acquire(endpoint, min(timeouts.connect, timeouts.total))
         try:
@@ -237,7 +250,9 @@ class Transport:
         except TimeoutError as exc:
             raise GatewayTimeout("The upstream stopped reading the request.") from exc
         except OSError as exc:
-            raise NoResponse(f"Sending to the upstream failed: {exc.strerror or exc}.", reused=conn.reused) from exc
+            raise NoResponse(
+                f"Sending to the upstream failed: {exc.strerror or exc}.", reused=conn.reused
+            ) from exc
 
     def _read_head(self, conn: Connection, read_timeout: float, deadline: float) -> _Reader:
         reader = _Reader()
@@ -254,17 +269,27 @@ class Transport:
                 raise GatewayTimeout() from exc
             except OSError as exc:
                 if received:
-                    raise BadGateway("The upstream connection failed while sending the head.") from exc
-                raise NoResponse(f"The upstream reset the connection: {exc.strerror or exc}.", reused=conn.reused) from exc
+                    raise BadGateway(
+                        "The upstream connection failed while sending the head."
+                    ) from exc
+                raise NoResponse(
+                    f"The upstream reset the connection: {exc.strerror or exc}.", reused=conn.reused
+                ) from exc
             if not data:
                 if received:
-                    raise BadGateway("The upstream closed the connection in the middle of the head.")
+                    raise BadGateway(
+                        "The upstream closed the connection in the middle of the head."
+                    )
                 raise NoResponse(reused=conn.reused)
             received = True
             try:
                 reader.parser.feed_data(data)
             except HttpParserUpgrade as exc:
-                raise BadGateway("The upstream switched protocols, which was not asked for.") from exc
+                raise BadGateway(
+                    "The upstream switched protocols, which was not asked for."
+                ) from exc
             except HttpParserError as exc:
-                raise BadGateway("The upstream sent a response that is not valid HTTP/1.1.") from exc
+                raise BadGateway(
+                    "The upstream sent a response that is not valid HTTP/1.1."
+                ) from exc
         return reader

@@ -119,7 +119,10 @@ def test_reset_is_retried_for_get_but_not_for_post(client, echo):
         statuses = [client.get("/api/x").status_code for _ in range(2)]
         assert statuses == [200, 200]
         health.reset()
-        posts = [client.post("/api/x", data=b"a", content_type="text/plain").status_code for _ in range(2)]
+        posts = [
+            client.post("/api/x", data=b"a", content_type="text/plain").status_code
+            for _ in range(2)
+        ]
         assert sorted(posts) == [200, 502]
         assert reset.request_count == 2  # one GET, one POST; the POST was not replayed
 
@@ -128,7 +131,9 @@ def test_post_with_idempotency_key_is_retried(client, echo):
     with ResetUpstream() as reset:
         make_route(make_service(reset, echo, retries=1), paths=["/api"])
         statuses = {
-            client.post("/api/x", data=b"a", content_type="text/plain", HTTP_IDEMPOTENCY_KEY=f"k{i}").status_code
+            client.post(
+                "/api/x", data=b"a", content_type="text/plain", HTTP_IDEMPOTENCY_KEY=f"k{i}"
+            ).status_code
             for i in range(2)
         }
         assert statuses == {200}

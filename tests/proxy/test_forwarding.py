@@ -47,7 +47,10 @@ def test_query_string_is_forwarded_byte_for_byte(client, echo):
 def test_forwarding_headers_and_host(client, echo):
     make_route(make_service(echo), paths=["/api"])
     response = client.get(
-        "/api/x", HTTP_X_FORWARDED_FOR="203.0.113.7", HTTP_X_CONSUMER_ID="admin", REMOTE_ADDR="10.1.2.3"
+        "/api/x",
+        HTTP_X_FORWARDED_FOR="203.0.113.7",
+        HTTP_X_CONSUMER_ID="admin",
+        REMOTE_ADDR="10.1.2.3",
     )
     seen = echo.requests[0]
     assert seen.header("host") == f"127.0.0.1:{echo.port}"

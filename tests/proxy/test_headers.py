@@ -113,8 +113,15 @@ def test_no_prefix_header_when_nothing_was_stripped_and_via_can_be_off():
 
 @pytest.mark.parametrize(
     ("value", "ok"),
-    [("abc-123", True), ("a" * 200, True), ("a" * 201, False), ("", False), ("x y", False),
-     ("x\r\nSet-Cookie: a", False), (None, False)],
+    [
+        ("abc-123", True),
+        ("a" * 200, True),
+        ("a" * 201, False),
+        ("", False),
+        ("x y", False),
+        ("x\r\nSet-Cookie: a", False),
+        (None, False),
+    ],
 )
 def test_request_id_validation(value, ok):
     assert valid_request_id(value) is ok

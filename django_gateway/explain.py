@@ -1,0 +1,342 @@
+"""Why a request goes where it goes: the engine behind ``gateway_test_route``.
+
+The winner always comes from :meth:`RouteTable.match`, the matcher that serves traffic, so the
+tester can never disagree with the gateway about *which* route wins. This module only explains:
+
+- for a route whose conditions do not fit, each condition is asked of the same matcher in isolation
+  (a one-route table holding only that host, or only that path), so "host ... does not match" means
+  exactly what the matcher thinks, wildcards and ports included; methods and headers are checked
+  with :meth:`CompiledRoute.accepts`, the matcher's own check;
+- for a route that fits but lost, the precedence components of ``routing`` (host class, regex before
+  prefix, prefix length, priority, conditions, id) of its best entry are compared with the winner's.
+
+What would go upstream is computed with the forwarder's own pieces (``upstream_path``,
+``request_headers``, ``request_body``) on a real :class:`Exchange` built like the middleware's.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+from django.core.exceptions import DisallowedHost
+from django.core.handlers.wsgi import WSGIRequest
+
+from .conf import gateway_settings
+from .exceptions import GatewayError, HostMissing
+from .paths import encode_path
+from .pipeline import Exchange, new_exchange
+from .proxy.body import request_body
+from .proxy.forwarder import upstream_path
+from .proxy.headers import ForwardContext, environ_headers, request_headers
+from .proxy.pool import Endpoint
+from .routing import CompiledRoute, RouteMatch, RouteTable
+
+HOST_CLASSES = ("exact host", "wildcard host", "no host")
+
+
+@dataclass(frozen=True, slots=True)
+class Precedence:
+    """One (host pattern, path) entry of a route, ranked as ``routing._make_entry`` ranks it."""
+
+    route: CompiledRoute
+    host: str | None  # the route's host pattern, None for a route without hosts
+    path: str  # a prefix or a "~regex"
+
+    @property
+    def host_class(self) -> int:
+        return 2 if self.host is None else 1 if self.host.startswith("*.") else 0
+
+    @property
+    def regex(self) -> bool:
+        return self.path.startswith("~")
+
+    @property
+    def segments(self) -> int:
+        return -1 if self.regex else len([s for s in self.path.split("/") if s])
+
+    @property
+    def key(self) -> tuple:
+        """Equal to the routing key of this entry (lower sorts first within one host index)."""
+        rank = (2,) if self.host is None else (0,)
+        if self.host_class == 1:
+            rank = (1, -self.host[2:].count("."))  # type: ignore[index]
+        r = self.route
+        return (*rank, 0 if self.regex else 1, -self.segments, -r.priority, -r.specificity, r.id)
+
+    def order(self, request_host: str) -> tuple:
+        """The order ``RouteTable`` visits this entry's host index for this host, then the key."""
+        if self.host is None:
+            index: tuple = (2,)
+        elif self.host_class == 1:
+            suffix = self.host[2:]
+            index = (1, -suffix.count("."), ":" not in suffix)
+        else:
+            index = (0, self.host != request_host.lower())  # "name:port" before "name"
+        return (index, self.key)
+
+
+def precedence_key(route: CompiledRoute, host: str | None, path: str) -> tuple:
+    """The precedence key ``routing`` gives ``route`` under one host pattern and one path."""
+    return Precedence(route, host, path).key
+
+
+@dataclass(frozen=True, slots=True)
+class Reason:
+    kind: str  # "host", "path", "method", "header" or "outranked"
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class Loser:
+    route: CompiledRoute
+    reasons: tuple[Reason, ...]
+
+    @property
+    def reason(self) -> str:
+        return "; ".join(r.detail for r in self.reasons)
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamPreview:
+    service: str
+    method: str
+    target: str  # encoded path and query, as on the request line
+    url: str | None  # None when the service has no target to send to
+    instances: int
+    headers: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Explanation:
+    method: str
+    host: str
+    path: str  # canonical
+    query: str
+    match: RouteMatch | None
+    winner: Precedence | None
+    losers: tuple[Loser, ...]
+    upstream: UpstreamPreview | None
+    refusal: str | None  # "503 ...": the gateway would answer itself instead of proxying
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain data for ``--json`` and the API: routes by name, headers as ``[name, value]``."""
+        match, winner, up = self.match, self.winner, self.upstream
+        return {
+            "request": {"method": self.method, "host": self.host, "path": self.path},
+            "query": self.query,
+            "matched": match is not None,
+            "winner": match
+            and winner
+            and {
+                **_route_dict(winner.route),
+                "host": winner.host,
+                "path": winner.path,
+                "matched": match.matched,
+                "remainder": match.remainder,
+            },
+            "losers": [
+                {**_route_dict(lost.route), "reasons": [_fields(r) for r in lost.reasons]}
+                for lost in self.losers
+            ],
+            "upstream": up and {**_fields(up), "headers": [list(h) for h in up.headers]},
+            "refusal": self.refusal,
+        }
+
+
+def _route_dict(route: CompiledRoute) -> dict[str, Any]:
+    return {"route": route.name, "service": route.service.name}
+
+
+def _fields(obj: Any) -> dict[str, Any]:
+    return {f.name: getattr(obj, f.name) for f in fields(obj)}
+
+
+def _alone(route: CompiledRoute, *, hosts: tuple[str, ...] = (), path: str = "/") -> RouteTable:
+    """A table holding one condition of ``route``: asks the real matcher about it alone."""
+    return RouteTable([replace(route, hosts=hosts, paths=(path,), methods=frozenset(), headers=())])
+
+
+def _entries(
+    route: CompiledRoute, method: str, host: str, path: str, environ: Mapping[str, Any]
+) -> tuple[list[Reason], list[tuple[Precedence, RouteMatch]]]:
+    """Why ``route`` cannot take the request, or (no reasons) every entry of it that fits."""
+    reasons = []
+    hosts = [h for h in route.hosts if _alone(route, hosts=(h,)).match("GET", host, "/")]
+    if route.hosts and not hosts:
+        reasons.append(Reason("host", f"host {host} does not match {list(route.hosts)}"))
+    fits = {
+        p: m for p in route.paths or ("/",) if (m := _alone(route, path=p).match("GET", "", path))
+    }
+    if not fits:
+        prefixes = [p for p in route.paths if not p.startswith("~")]
+        if prefixes:
+            starts = " or ".join(prefixes)
+            why = f"path {path} does not start with {starts} on a segment boundary"
+            reasons.append(Reason("path", why))
+        reasons.extend(
+            Reason("path", f"regex {p} does not match") for p in route.paths if p.startswith("~")
+        )
+    for kind, alone in (
+        ("method", replace(route, headers=())),
+        ("header", replace(route, methods=frozenset())),
+    ):
+        why = alone.accepts(method, environ)
+        if why:
+            reasons.append(Reason(kind, why))
+    if reasons:
+        return reasons, []
+    return [], [(Precedence(route, h, p), m) for h in hosts or [None] for p, m in fits.items()]
+
+
+def _why_first(win: Precedence, lost: Precedence) -> str:
+    """The first precedence component on which the winning entry beats the losing one."""
+    if win.host != lost.host:  # different host indexes: the host decided
+        if win.host_class < lost.host_class:
+            return (
+                f"{HOST_CLASSES[win.host_class]} beats {HOST_CLASSES[lost.host_class]}"
+                f" ({win.host or '*'} vs {lost.host or '*'})"
+            )
+        if win.host_class == 1 and win.host.count(".") > lost.host.count("."):  # type: ignore[union-attr]
+            return f"wildcard {win.host} is more specific than {lost.host}"
+        return f"host {win.host} is tried before {lost.host}"
+    if win.regex != lost.regex:
+        return "regex routes are tried before prefixes"
+    w, lo = win.route, lost.route
+    if win.segments != lost.segments:
+        return f"longer path prefix ({win.segments} segments vs {lost.segments})"
+    if w.priority != lo.priority:
+        return f"higher priority ({w.priority} vs {lo.priority})"
+    if w.specificity != lo.specificity:
+        return f"more conditions ({w.specificity} vs {lo.specificity})"
+    return f"older route (id {w.id} vs {lo.id})"
+
+
+def explain(
+    table: RouteTable, method: str, host: str, path: str, environ: Mapping[str, Any] | None = None
+) -> Explanation:
+    """Explain how ``table`` routes a request for the canonical ``path``.
+
+    ``environ`` is a WSGI environ (``HTTP_*`` headers, ``QUERY_STRING``, ``REMOTE_ADDR``...);
+    missing keys get the values a plain HTTP/1.1 request from 127.0.0.1 would have.
+    """
+    env = _full_environ(method, host, path, environ or {})
+    match = table.match(method, host, path, env)
+    checked = {r.id: _entries(r, method, host, path, env) for r in table.routes}
+    winner = None
+    if match is not None:
+        fitting = [e for e, m in checked[match.route.id][1] if m.matched == match.matched]
+        fitting = fitting or [e for e, _ in checked[match.route.id][1]]
+        winner = min(fitting, key=lambda e: e.order(host)) if fitting else None
+    losers = []
+    for route in table.routes:
+        if match is not None and route.id == match.route.id:
+            continue
+        reasons, fits = checked[route.id]
+        if not reasons:
+            best = min((e for e, _ in fits), key=lambda e: e.order(host))
+            if winner is None or best.order(host) < winner.order(host):
+                detail = "fits, yet the matcher chose otherwise (a bug: please report it)"
+            else:
+                detail = f"outranked by {winner.route.name}: {_why_first(winner, best)}"
+            reasons = [Reason("outranked", detail)]
+        losers.append(Loser(route, tuple(reasons)))
+    query = env.get("QUERY_STRING", "")
+    upstream, refusal = _upstream(match, method, path, env) if match else (None, None)
+    return Explanation(method, host, path, query, match, winner, (*losers,), upstream, refusal)
+
+
+def _full_environ(method: str, host: str, path: str, given: Mapping[str, Any]) -> dict[str, Any]:
+    env: dict[str, Any] = {
+        "REQUEST_METHOD": method,
+        "SCRIPT_NAME": "",
+        "PATH_INFO": path.encode("utf-8").decode("latin-1"),
+        "QUERY_STRING": "",
+        "SERVER_NAME": host.partition(":")[0] or "localhost",
+        "SERVER_PORT": "80",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "REMOTE_ADDR": "127.0.0.1",
+        "wsgi.url_scheme": "http",
+        "wsgi.input_terminated": True,
+    }
+    if host:
+        env["HTTP_HOST"] = host
+    env.update(given)
+    env["wsgi.input"] = io.BytesIO(b"")  # the tester never sends a body, only its framing
+    return env
+
+
+def _upstream(
+    match: RouteMatch, method: str, path: str, env: dict[str, Any]
+) -> tuple[UpstreamPreview, str | None]:
+    """What the forwarder would send for this match, and why the gateway might answer itself."""
+    request = WSGIRequest(env)
+    exchange = new_exchange(request, path, match)
+    route, service = match.route, match.route.service
+    refusal = None
+    if not env.get("HTTP_HOST") and env.get("SERVER_PROTOCOL") == "HTTP/1.1":
+        refusal = f"400 Bad Request: {HostMissing.default_detail}"
+    try:
+        request.get_host()
+    except DisallowedHost:
+        refusal = refusal or "400 Bad Request: the Host header is not in ALLOWED_HOSTS"
+    ctx = forward_context(exchange)
+    url = None
+    if service.targets:
+        first = service.targets[0]
+        endpoint = Endpoint(service.protocol, first.host, first.port, service.tls_verify)
+        ctx = replace(ctx, upstream_host=endpoint.host_header)
+        url = endpoint.origin + upstream_target(exchange)
+    elif refusal is None:
+        refusal = f"503 Service Unavailable: service {service.name!r} has no enabled targets"
+    headers = [h for h in request_headers(environ_headers(env), ctx) if h != ("Host", "")]
+    try:
+        body = request_body(env, body_limit(route))
+    except GatewayError as error:
+        refusal = refusal or f"{error.status} {error.title}: {error.detail}"
+    else:
+        if body is not None:  # the transport adds the framing header after the others
+            name, _, value = body.framing_header.partition(": ")
+            headers.append((name, value))
+    preview = UpstreamPreview(
+        service.name, method, upstream_target(exchange), url, len(service.targets), tuple(headers)
+    )
+    return preview, refusal
+
+
+# --- Shared with proxy.forwarder.forward, which builds the same values inline today. ----------
+# These belong in forwarder.py (forward() calling them); until that refactor lands they live here.
+
+
+def body_limit(route: CompiledRoute) -> int | None:
+    """The largest request body the route accepts: its own limit, else ``MAX_BODY_SIZE``."""
+    return (
+        route.max_body_size if route.max_body_size is not None else gateway_settings.MAX_BODY_SIZE
+    )
+
+
+def upstream_target(exchange: Exchange) -> str:
+    """The request-line target: the canonical path re-encoded, the query byte for byte."""
+    query = exchange.environ.get("QUERY_STRING", "")
+    return encode_path(upstream_path(exchange)) + ("?" + query if query else "")
+
+
+def forward_context(exchange: Exchange) -> ForwardContext:
+    """What the upstream is told about the request; ``upstream_host`` is set per instance."""
+    route, environ = exchange.route, exchange.environ
+    return ForwardContext(
+        peer=exchange.peer,
+        client_ip=exchange.client_ip,
+        peer_trusted=exchange.peer_trusted,
+        scheme=exchange.request.scheme,
+        host=environ.get("HTTP_HOST", ""),
+        port=str(environ.get("SERVER_PORT", "")),
+        prefix=exchange.match.matched if route.strip_path else "",
+        upstream_host="",
+        preserve_host=route.preserve_host,
+        request_id=exchange.request_id,
+        request_id_header=gateway_settings.REQUEST_ID_HEADER,
+        via=gateway_settings.VIA,
+    )
