@@ -24,13 +24,11 @@ from typing import Any
 from django.core.exceptions import DisallowedHost
 from django.core.handlers.wsgi import WSGIRequest
 
-from .conf import gateway_settings
 from .exceptions import GatewayError, HostMissing
-from .paths import encode_path
-from .pipeline import Exchange, new_exchange
+from .pipeline import new_exchange
 from .proxy.body import request_body
-from .proxy.forwarder import upstream_path
-from .proxy.headers import ForwardContext, environ_headers, request_headers
+from .proxy.forwarder import body_limit, forward_context, upstream_target
+from .proxy.headers import environ_headers, request_headers
 from .proxy.pool import Endpoint
 from .routing import CompiledRoute, RouteMatch, RouteTable
 
@@ -70,12 +68,18 @@ class Precedence:
         """The order ``RouteTable`` visits this entry's host index for this host, then the key."""
         if self.host is None:
             index: tuple = (2,)
-        elif self.host_class == 1:
-            suffix = self.host[2:]
-            index = (1, -suffix.count("."), ":" not in suffix)
+        elif self.host_class == 1:  # "*.a.b:8080" and "*.a.b" tie here; routing sorts them stably
+            index = (1, -self.host.count("."))
         else:
             index = (0, self.host != request_host.lower())  # "name:port" before "name"
         return (index, self.key)
+
+    def tried_before(self, other: Precedence, request_host: str) -> bool:
+        """Whether the matcher certainly tries this entry before ``other`` for this host."""
+        mine, theirs = self.order(request_host), other.order(request_host)
+        if mine[0] != theirs[0]:
+            return mine[0] < theirs[0]
+        return self.host == other.host and mine[1] < theirs[1]  # one index: the key decides
 
 
 def precedence_key(route: CompiledRoute, host: str | None, path: str) -> tuple:
@@ -112,6 +116,7 @@ class UpstreamPreview:
 @dataclass(frozen=True, slots=True)
 class Explanation:
     method: str
+    scheme: str
     host: str
     path: str  # canonical
     query: str
@@ -125,8 +130,13 @@ class Explanation:
         """Plain data for ``--json`` and the API: routes by name, headers as ``[name, value]``."""
         match, winner, up = self.match, self.winner, self.upstream
         return {
-            "request": {"method": self.method, "host": self.host, "path": self.path},
-            "query": self.query,
+            "request": {
+                "method": self.method,
+                "scheme": self.scheme,
+                "host": self.host,
+                "path": self.path,
+                "query": self.query,
+            },
             "matched": match is not None,
             "winner": match
             and winner
@@ -237,15 +247,17 @@ def explain(
         reasons, fits = checked[route.id]
         if not reasons:
             best = min((e for e, _ in fits), key=lambda e: e.order(host))
-            if winner is None or best.order(host) < winner.order(host):
+            if winner is None or best.tried_before(winner, host):
                 detail = "fits, yet the matcher chose otherwise (a bug: please report it)"
             else:
                 detail = f"outranked by {winner.route.name}: {_why_first(winner, best)}"
             reasons = [Reason("outranked", detail)]
         losers.append(Loser(route, tuple(reasons)))
-    query = env.get("QUERY_STRING", "")
+    scheme, query = env["wsgi.url_scheme"], env.get("QUERY_STRING", "")
     upstream, refusal = _upstream(match, method, path, env) if match else (None, None)
-    return Explanation(method, host, path, query, match, winner, (*losers,), upstream, refusal)
+    return Explanation(
+        method, scheme, host, path, query, match, winner, (*losers,), upstream, refusal
+    )
 
 
 def _full_environ(method: str, host: str, path: str, given: Mapping[str, Any]) -> dict[str, Any]:
@@ -308,35 +320,3 @@ def _upstream(
 
 # --- Shared with proxy.forwarder.forward, which builds the same values inline today. ----------
 # These belong in forwarder.py (forward() calling them); until that refactor lands they live here.
-
-
-def body_limit(route: CompiledRoute) -> int | None:
-    """The largest request body the route accepts: its own limit, else ``MAX_BODY_SIZE``."""
-    return (
-        route.max_body_size if route.max_body_size is not None else gateway_settings.MAX_BODY_SIZE
-    )
-
-
-def upstream_target(exchange: Exchange) -> str:
-    """The request-line target: the canonical path re-encoded, the query byte for byte."""
-    query = exchange.environ.get("QUERY_STRING", "")
-    return encode_path(upstream_path(exchange)) + ("?" + query if query else "")
-
-
-def forward_context(exchange: Exchange) -> ForwardContext:
-    """What the upstream is told about the request; ``upstream_host`` is set per instance."""
-    route, environ = exchange.route, exchange.environ
-    return ForwardContext(
-        peer=exchange.peer,
-        client_ip=exchange.client_ip,
-        peer_trusted=exchange.peer_trusted,
-        scheme=exchange.request.scheme,
-        host=environ.get("HTTP_HOST", ""),
-        port=str(environ.get("SERVER_PORT", "")),
-        prefix=exchange.match.matched if route.strip_path else "",
-        upstream_host="",
-        preserve_host=route.preserve_host,
-        request_id=exchange.request_id,
-        request_id_header=gateway_settings.REQUEST_ID_HEADER,
-        via=gateway_settings.VIA,
-    )

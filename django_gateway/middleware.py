@@ -15,7 +15,7 @@ from django.http.response import HttpResponseBase
 
 from .conf import gateway_settings
 from .exceptions import BadRequest, GatewayError, HostMissing, ServiceUnavailable, problem_response
-from .paths import canonical_path, raw_request_path
+from .paths import canonical_path, raw_request_path, refusal_probe_path
 from .pipeline import handle, new_exchange, request_id_for
 from .snapshot import get_snapshot
 
@@ -45,12 +45,8 @@ class GatewayMiddleware:
             path = canonical_path(raw_path, decoded=decoded)
         except BadRequest as error:
             # Refuse it only if it is ours: Django keeps its own answer for its own URLs.
-            try:
-                routed = table.match(
-                    method, host, canonical_path(request.path_info, decoded=True), environ
-                )
-            except BadRequest:
-                routed = None
+            probe = refusal_probe_path(request.path_info)
+            routed = table.match(method, host, probe, environ)
             return _refuse(request, error) if routed else self.get_response(request)
         match = table.match(method, host, path, environ)
         if match is None:

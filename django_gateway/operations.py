@@ -142,6 +142,8 @@ def request_environ(
         name, value = name.strip(), value.strip()
         if not sep or not _TOKEN.match(name) or any(c in value for c in "\r\n\x00"):
             raise InvalidRequest(f"{line!r} is not a header line like 'Name: value'.")
+        if "_" in name:  # X_A and X-A are one WSGI key; gunicorn drops such headers
+            raise InvalidRequest(f"Header name {name!r} has '_', which WSGI cannot tell from '-'.")
         key = name.upper().replace("-", "_")
         if key not in ("CONTENT_TYPE", "CONTENT_LENGTH"):
             key = "HTTP_" + key

@@ -60,6 +60,15 @@ def canonical_path(raw_path: str, *, decoded: bool = False) -> str:
     return _merge_and_resolve(raw_path)
 
 
+def refusal_probe_path(path_info: str) -> str:
+    """A routable stand-in for a path :func:`canonical_path` refused, to decide whose it is.
+
+    A refused path that would match a route gets the gateway's 400; any other is left to Django.
+    Forbidden characters become ``_`` so they neither match nor break matching.
+    """
+    return _merge_and_resolve(_FORBIDDEN_CHARS.sub("_", path_info) or "/")
+
+
 def canonical_prefix(prefix: str) -> str:
     """A route prefix in the same canonical form, without a trailing slash (segments match anyway)."""
     canonical = _merge_and_resolve(prefix)

@@ -52,7 +52,8 @@ class CompiledRoute:
         for name, values in self.headers:
             got = environ.get("HTTP_" + name.upper().replace("-", "_"))
             if got not in values:
-                return f"header {name} is {got!r}, needs one of {sorted(values)}"
+                seen = "is missing" if got is None else f"is {got!r}"
+                return f"header {name} {seen}, needs one of {sorted(values)}"
         return None
 
 
@@ -152,8 +153,10 @@ class RouteTable:
                     index.add(_make_entry(route, path, host_rank))
         for index in (*self._exact.values(), *self._wildcard.values(), self._any):
             index.freeze()
-        # Longest suffixes first, so "*.a.example.com" beats "*.example.com".
-        self._wildcard_suffixes = sorted(self._wildcard, key=lambda s: -s.count("."))
+        # Longest suffixes first, so "*.a.example.com" beats "*.example.com"; with a port first.
+        self._wildcard_suffixes = sorted(
+            self._wildcard, key=lambda s: (-s.count("."), ":" not in s, s)
+        )
 
     def _indexes_for(self, route: CompiledRoute) -> Iterator[tuple[_PathIndex, tuple]]:
         if not route.hosts:
@@ -199,7 +202,7 @@ class RouteTable:
         """Every (host, path, route) in the order the matcher considers them, for ``gateway_routes``."""
         rows = []
         for host, index in [
-            *sorted(self._exact.items()),
+            *sorted(self._exact.items(), key=lambda item: _exact_order(item[0])),
             *((f"*.{s}", self._wildcard[s]) for s in self._wildcard_suffixes),
             ("*", self._any),
         ]:
@@ -212,6 +215,12 @@ class RouteTable:
             entries.sort(key=lambda e: e.key)
             rows.extend((host, e.path, e.route) for e in entries)
         return rows
+
+
+def _exact_order(host: str) -> tuple:
+    """``a.com:8080`` is tried before ``a.com`` for a request to port 8080, so list it first."""
+    name, port = _split_host(host)
+    return (name, not port, host)
 
 
 def _make_entry(route: CompiledRoute, path: str, host_rank: tuple) -> _Entry:

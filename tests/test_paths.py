@@ -54,3 +54,11 @@ def test_raw_request_path_prefers_raw_uri():
     assert raw_request_path({"RAW_URI": "http://h:80/p?q"}) == ("/p", False)
     assert raw_request_path({"PATH_INFO": "/caf\xc3\xa9"}) == ("/café", True)
     assert raw_request_path({"RAW_URI": "/mnt/x", "SCRIPT_NAME": "/mnt"}) == ("/x", False)
+
+
+def test_refusal_probe_path_keeps_refused_paths_routable():
+    from django_gateway.paths import refusal_probe_path
+
+    assert refusal_probe_path("/api/a\\b") == "/api/a_b"
+    assert refusal_probe_path("/api/a\x00\r\n") == "/api/a___"
+    assert refusal_probe_path("/api/../x/a/b") == "/x/a/b"

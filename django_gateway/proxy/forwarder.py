@@ -28,6 +28,7 @@ from ..exceptions import (
 from ..health import health
 from ..paths import encode_path
 from ..pipeline import Exchange
+from ..routing import CompiledRoute
 from .body import RequestBody, request_body
 from .headers import (
     ForwardContext,
@@ -72,6 +73,38 @@ def upstream_path(exchange: Exchange) -> str:
     base = match.route.service.path
     rest = match.remainder if match.route.strip_path else exchange.path
     return (base + rest) or "/"
+
+
+def body_limit(route: CompiledRoute) -> int | None:
+    """The largest request body the route accepts: its own limit, else ``MAX_BODY_SIZE``."""
+    return (
+        route.max_body_size if route.max_body_size is not None else gateway_settings.MAX_BODY_SIZE
+    )
+
+
+def upstream_target(exchange: Exchange) -> str:
+    """The request-line target: the canonical path re-encoded, the query byte for byte."""
+    query = exchange.environ.get("QUERY_STRING", "")
+    return encode_path(upstream_path(exchange)) + ("?" + query if query else "")
+
+
+def forward_context(exchange: Exchange) -> ForwardContext:
+    """What the upstream is told about the request; ``upstream_host`` is set per instance."""
+    route, environ = exchange.route, exchange.environ
+    return ForwardContext(
+        peer=exchange.peer,
+        client_ip=exchange.client_ip,
+        peer_trusted=exchange.peer_trusted,
+        scheme=exchange.request.scheme,
+        host=environ.get("HTTP_HOST", ""),
+        port=str(environ.get("SERVER_PORT", "")),
+        prefix=exchange.match.matched if route.strip_path else "",
+        upstream_host="",
+        preserve_host=route.preserve_host,
+        request_id=exchange.request_id,
+        request_id_header=gateway_settings.REQUEST_ID_HEADER,
+        via=gateway_settings.VIA,
+    )
 
 
 def _timeouts(exchange: Exchange) -> Timeouts:
@@ -122,30 +155,9 @@ def _pick(exchange: Exchange, tried: set[Instance]) -> Instance:
 
 def forward(exchange: Exchange) -> HttpResponseBase:
     route, service, environ = exchange.route, exchange.route.service, exchange.environ
-    limit = (
-        route.max_body_size if route.max_body_size is not None else gateway_settings.MAX_BODY_SIZE
-    )
-    body = request_body(environ, limit)
-    query = environ.get("QUERY_STRING", "")
-    base_path = upstream_path(exchange)
-    target = encode_path(base_path) + ("?" + query if query else "")
-    scheme = exchange.request.scheme
-    client_host = environ.get("HTTP_HOST", "")
-    prefix = exchange.match.matched if route.strip_path else ""
-    ctx = ForwardContext(
-        peer=exchange.peer,
-        client_ip=exchange.client_ip,
-        peer_trusted=exchange.peer_trusted,
-        scheme=scheme,
-        host=client_host,
-        port=str(environ.get("SERVER_PORT", "")),
-        prefix=prefix,
-        upstream_host="",
-        preserve_host=route.preserve_host,
-        request_id=exchange.request_id,
-        request_id_header=gateway_settings.REQUEST_ID_HEADER,
-        via=gateway_settings.VIA,
-    )
+    body = request_body(environ, body_limit(route))
+    target = upstream_target(exchange)
+    ctx = forward_context(exchange)
     headers = request_headers(environ_headers(environ), ctx)
     timeouts = _timeouts(exchange)
     tried: set[Instance] = set()
@@ -160,7 +172,7 @@ def forward(exchange: Exchange) -> HttpResponseBase:
         tried.add(instance)
         key = (service.name, instance.host, instance.port)
         endpoint = Endpoint(service.protocol, instance.host, instance.port, service.tls_verify)
-        if not route.preserve_host:
+        if not (route.preserve_host and ctx.host):  # HTTP/1.0 clients may send no Host
             headers[0] = ("Host", endpoint.host_header)
         exchange.upstream = f"{endpoint.host_header}"
         exchange.tries += 1
@@ -177,13 +189,13 @@ def forward(exchange: Exchange) -> HttpResponseBase:
                 continue
             raise
         health.success(key)
-        gateway_origin = f"{scheme}://{client_host}" if client_host else ""
+        gateway_origin = f"{ctx.scheme}://{ctx.host}" if ctx.host else ""
         location = (
             LocationRewrite(
                 upstream_origins=(endpoint.origin,),
                 upstream_base=service.path,
                 gateway_origin=gateway_origin,
-                client_base=prefix,
+                client_base=ctx.prefix,
             )
             if gateway_settings.REWRITE_LOCATION and gateway_origin
             else None
