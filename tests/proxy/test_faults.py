@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -203,7 +204,7 @@ def test_stale_pooled_connection_is_replaced_transparently(client):
     with EchoUpstream(reply) as upstream:
         make_route(make_service(upstream, retries=0), paths=["/api"])
         assert client.get("/api/x").status_code == 200
-        upstream.wait_for_connections(1)
+        time.sleep(0.1)  # let the server's close arrive; the race itself is covered by GET retries
         assert client.post("/api/x", data=b"once", content_type="text/plain").status_code == 200
         assert [r.method for r in upstream.requests] == ["GET", "POST"]
         assert upstream.connections_accepted == 2
