@@ -1,0 +1,97 @@
+"""Running wrk and reading its figures back.
+
+wrk drives keep-alive connections from one thread on its own core; ``wrk_report.lua`` turns its
+summary into a JSON line so nothing depends on the layout of wrk's human-readable report.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from .servers import LOOPBACK, pinned
+
+SCRIPT = Path(__file__).with_name("wrk_report.lua")
+MARKER = "BENCH_JSON "
+
+
+class WrkMissing(RuntimeError):
+    pass
+
+
+def wrk_binary() -> str:
+    binary = shutil.which("wrk")
+    if binary is None:
+        raise WrkMissing("wrk is not installed: apt-get install wrk")
+    return binary
+
+
+@dataclass(frozen=True)
+class Load:
+    connections: int = 16
+    threads: int = 1
+    duration: float = 10.0
+    warmup: float = 2.0
+    core: int | None = 0
+
+
+@dataclass(frozen=True)
+class Measurement:
+    requests: int
+    seconds: float
+    rps: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    p999_ms: float
+    max_ms: float
+    mean_ms: float
+    errors: int  # socket errors plus responses with status >= 400
+    error_detail: dict[str, int]
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def run_wrk(port: int, path: str, load: Load, duration: float) -> Measurement:
+    command = [
+        wrk_binary(),
+        f"-t{load.threads}",
+        f"-c{load.connections}",
+        f"-d{max(duration, 1):.0f}s",
+        "--timeout", "5s",
+        "-s", str(SCRIPT),
+        f"http://{LOOPBACK}:{port}{path}",
+    ]  # fmt: skip
+    done = subprocess.run(
+        pinned(command, load.core),
+        capture_output=True,
+        text=True,
+        timeout=duration + 60,
+        check=False,
+    )
+    line = next((ln for ln in done.stdout.splitlines() if ln.startswith(MARKER)), None)
+    if done.returncode != 0 or line is None:
+        raise RuntimeError(
+            f"wrk failed (exit {done.returncode}): {done.stderr.strip() or done.stdout.strip()}"
+        )
+    data = json.loads(line[len(MARKER) :])
+    seconds = data["duration_us"] / 1e6
+    latency = data["latency_us"]
+    errors = data["errors"]
+    return Measurement(
+        requests=data["requests"],
+        seconds=round(seconds, 3),
+        rps=round(data["requests"] / seconds, 1),
+        p50_ms=latency["p50"] / 1000,
+        p90_ms=latency["p90"] / 1000,
+        p99_ms=latency["p99"] / 1000,
+        p999_ms=latency["p999"] / 1000,
+        max_ms=latency["max"] / 1000,
+        mean_ms=round(latency["mean"] / 1000, 3),
+        errors=sum(errors.values()),
+        error_detail=errors,
+    )

@@ -1,0 +1,1 @@
+"""The example project's demo app: local upstreams, seed data and the ``demo`` command."""

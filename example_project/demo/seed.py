@@ -1,0 +1,109 @@
+"""The demo's services and routes, written idempotently: running the seed twice changes nothing.
+
+Rows are found by name (services, routes) or by ``(service, host, port)`` (targets) and updated in
+place, so edits made in the admin to *other* fields survive only until the next seed; the demo owns
+the rows it seeds. Loopback targets of the seeded services that point at ports the demo no longer
+uses (from an earlier run that fell back to free ports) are removed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from django.db import transaction
+
+from django_gateway.models import Route, Service, Target
+
+LOOPBACK = "127.0.0.1"
+
+
+@dataclass(frozen=True)
+class Seeded:
+    services: list[Service]
+    targets: list[Target]
+    routes: list[Route]
+
+
+def seed(ports: Sequence[int]) -> Seeded:
+    """Create or update the demo rows; ``ports`` are the two echo upstreams' ports."""
+    port_a, port_b = ports
+    with transaction.atomic():
+        echo = _service("echo", path="")
+        orders = _service("orders", path="/orders")
+        targets = [
+            *_targets(echo, [port_a, port_b]),
+            *_targets(orders, [port_b]),
+        ]
+        routes = [
+            # GET /echo/hello -> echo upstream, GET /hello (the prefix is stripped).
+            _route("echo", echo, paths=["/echo"], strip_path=True),
+            # GET /v1/orders/42 -> orders upstream, GET /orders/42 (prefix swapped for the
+            # service's base path).
+            _route("orders-v1", orders, paths=["/v1/orders"], strip_path=True),
+            # Any path on Host echo.localhost -> echo upstream, path and Host unchanged.
+            _route(
+                "echo-by-host",
+                echo,
+                paths=[],
+                hosts=["echo.localhost"],
+                strip_path=False,
+                preserve_host=True,
+            ),
+        ]
+    return Seeded(services=[echo, orders], targets=targets, routes=routes)
+
+
+def _service(name: str, *, path: str) -> Service:
+    service, _ = Service.objects.update_or_create(
+        name=name,
+        defaults={
+            "protocol": "http",
+            "path": path,
+            "connect_timeout": 2.0,
+            "read_timeout": 30.0,
+            "timeout": 60.0,
+            "retries": 1,
+            "enabled": True,
+        },
+    )
+    service.full_clean()  # inside the transaction: invalid seed data rolls back and says why
+    return service
+
+
+def _targets(service: Service, ports: Sequence[int]) -> list[Target]:
+    targets = [
+        Target.objects.update_or_create(
+            service=service,
+            host=LOOPBACK,
+            port=port,
+            defaults={"weight": 100, "enabled": True},
+        )[0]
+        for port in ports
+    ]
+    for target in targets:
+        target.full_clean()
+    stale = Target.objects.filter(service=service, host=LOOPBACK).exclude(port__in=list(ports))
+    for target in stale:  # one by one, so each delete bumps the configuration version
+        target.delete()
+    return targets
+
+
+def _route(name: str, service: Service, **fields: object) -> Route:
+    defaults = {
+        "service": service,
+        "hosts": [],
+        "methods": [],
+        "headers": {},
+        "priority": 0,
+        "preserve_host": False,
+        "connect_timeout": None,
+        "read_timeout": None,
+        "timeout": None,
+        "max_body_size": None,
+        "enabled": True,
+        **fields,
+    }
+    route, _ = Route.objects.update_or_create(name=name, defaults=defaults)
+    route.full_clean()
+    return route
