@@ -50,40 +50,44 @@ class GatewaySettings:
     """Attribute access to ``GATEWAY`` merged over :data:`DEFAULTS`, cached until settings change."""
 
     def __init__(self) -> None:
-        self._cache: dict[str, Any] = {}
+        self._derived: dict[str, Any] = {}
 
     @property
     def user_settings(self) -> dict[str, Any]:
         return getattr(settings, "GATEWAY", None) or {}
 
     def __getattr__(self, name: str) -> Any:
+        """Only reached on a miss: the value is then stored on the instance, so the hot path
+        reads a plain attribute from then on."""
         if name not in DEFAULTS:
             raise AttributeError(f"Unknown GATEWAY setting {name!r}")
-        try:
-            return self._cache[name]
-        except KeyError:
-            value = self.user_settings.get(name, DEFAULTS[name])
-            self._cache[name] = value
-            return value
+        value = self.user_settings.get(name, DEFAULTS[name])
+        setattr(self, name, value)
+        return value
 
     def derived(self, key: str, build: Callable[[], Any]) -> Any:
         """Cache a value computed from settings (parsed CIDRs, say) until the settings change."""
-        cache_key = f"derived:{key}"
         try:
-            return self._cache[cache_key]
+            return self._derived[key]
         except KeyError:
-            value = self._cache[cache_key] = build()
+            value = self._derived[key] = build()
             return value
 
     def reload(self) -> None:
-        self._cache.clear()
+        for name in DEFAULTS:
+            self.__dict__.pop(name, None)
+        self._derived.clear()
 
 
 gateway_settings = GatewaySettings()
 
 
+# Settings outside GATEWAY that derived values depend on (the remembered ALLOWED_HOSTS answers).
+_ALSO_RELOAD_ON = {"GATEWAY", "ALLOWED_HOSTS", "USE_X_FORWARDED_HOST", "DEBUG"}
+
+
 def _reload_on_change(*, setting: str, **kwargs: Any) -> None:
-    if setting == "GATEWAY":
+    if setting in _ALSO_RELOAD_ON:
         gateway_settings.reload()
 
 

@@ -53,11 +53,32 @@ class GatewayMiddleware:
             return self.get_response(request)
         if not host and environ.get("SERVER_PROTOCOL") == "HTTP/1.1":
             return _refuse(request, HostMissing())
-        try:
-            request.get_host()  # ALLOWED_HOSTS applies to proxied requests too
-        except DisallowedHost:
+        if not _host_allowed(request):  # ALLOWED_HOSTS applies to proxied requests too
             return _refuse(request, BadRequest("The Host header is not in ALLOWED_HOSTS."))
         return handle(new_exchange(request, path, match))
+
+
+_ALLOWED_HOSTS_SEEN_LIMIT = 1024
+
+
+def _host_allowed(request: HttpRequest) -> bool:
+    """Django's own ``get_host()`` check, remembered per Host value until settings change.
+
+    The check walks ``ALLOWED_HOSTS`` with pattern matching on every call; a gateway sees the same
+    few host names millions of times. Only accepted values are remembered, and only so many.
+    """
+    environ = request.META
+    key = (environ.get("HTTP_HOST"), environ.get("HTTP_X_FORWARDED_HOST"))
+    seen: set = gateway_settings.derived("allowed_hosts_seen", set)
+    if key in seen:
+        return True
+    try:
+        request.get_host()
+    except DisallowedHost:
+        return False
+    if len(seen) < _ALLOWED_HOSTS_SEEN_LIMIT:
+        seen.add(key)
+    return True
 
 
 def _refuse(request: HttpRequest, error: GatewayError) -> HttpResponseBase:

@@ -7,9 +7,10 @@ log runs for every outcome, errors included.
 
 from __future__ import annotations
 
+import itertools
 import logging
+import os
 import time
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,11 +47,36 @@ class Exchange:
         return self.match.route
 
 
+class _RequestIds:
+    """32 hex digits: a random per-process prefix and a counter.
+
+    Unique across processes and machines like a UUID, without a system call per request; the
+    prefix is drawn again in every forked child so gunicorn workers never share a sequence.
+    """
+
+    def __init__(self) -> None:
+        self.reseed()
+        os.register_at_fork(after_in_child=self.reseed)
+
+    def reseed(self) -> None:
+        self._prefix = os.urandom(8).hex()
+        self._counter = itertools.count(int.from_bytes(os.urandom(4), "big"))
+
+    def new(self) -> str:
+        return f"{self._prefix}{next(self._counter) & 0xFFFFFFFFFFFFFFFF:016x}"
+
+
+new_request_id = _RequestIds().new
+
+
 def request_id_for(environ: dict[str, Any]) -> str:
     """The client's request id when it is well-formed, else a new one."""
-    header = gateway_settings.REQUEST_ID_HEADER
-    incoming = environ.get("HTTP_" + header.upper().replace("-", "_"))
-    return incoming if valid_request_id(incoming) else uuid.uuid4().hex
+    key = gateway_settings.derived(
+        "request_id_environ_key",
+        lambda: "HTTP_" + gateway_settings.REQUEST_ID_HEADER.upper().replace("-", "_"),
+    )
+    incoming = environ.get(key)
+    return incoming if valid_request_id(incoming) else new_request_id()
 
 
 def new_exchange(request: HttpRequest, path: str, match: RouteMatch) -> Exchange:
@@ -69,12 +95,23 @@ def new_exchange(request: HttpRequest, path: str, match: RouteMatch) -> Exchange
     )
 
 
+def _forward():  # type: ignore[no-untyped-def]
+    """The forwarder, imported on first use: it imports this module."""
+    global _forward_function
+    if _forward_function is None:
+        from .proxy.forwarder import forward
+
+        _forward_function = forward
+    return _forward_function
+
+
+_forward_function = None
+
+
 def handle(exchange: Exchange) -> HttpResponseBase:
     """Run a matched request to its response; errors become problem+json, never a 500."""
-    from .proxy.forwarder import forward
-
     try:
-        response = forward(exchange)
+        response = _forward()(exchange)
     except GatewayError as error:
         response = problem_response(
             error,

@@ -37,6 +37,11 @@ class RequestBody:
         return f"Content-Length: {self.length}"
 
     @property
+    def fits_replay_buffer(self) -> bool:
+        """Known before sending: can this body be sent again whatever happens?"""
+        return self.length is not None and self.length <= REPLAY_LIMIT
+
+    @property
     def replayable(self) -> bool:
         return not self.started or self._replay is not None
 

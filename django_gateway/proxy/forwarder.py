@@ -14,6 +14,8 @@ same instance under the same rules, without counting as an instance failure.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from functools import lru_cache
 
 from django.http.response import HttpResponseBase
 
@@ -37,9 +39,9 @@ from .headers import (
     request_headers,
     response_headers,
 )
-from .pool import ConnectionPool, Endpoint
+from .pool import ConnectionPool, Endpoint, endpoint_for
 from .response import build_response
-from .transport import NoResponse, Timeouts, Transport, UpstreamRequest
+from .transport import NoResponse, Timeouts, Transport, UpstreamRequest, UpstreamResponse
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"})
 
@@ -109,11 +111,39 @@ def forward_context(exchange: Exchange) -> ForwardContext:
 
 def _timeouts(exchange: Exchange) -> Timeouts:
     route, service = exchange.route, exchange.route.service
-    return Timeouts(
-        connect=route.connect_timeout or service.connect_timeout,
-        read=route.read_timeout or service.read_timeout,
-        total=route.timeout or service.timeout,
+    return _timeouts_for(
+        route.connect_timeout or service.connect_timeout,
+        route.read_timeout or service.read_timeout,
+        route.timeout or service.timeout,
     )
+
+
+@lru_cache(maxsize=1024)
+def _timeouts_for(connect: float, read: float, total: float) -> Timeouts:
+    return Timeouts(connect=connect, read=read, total=total)
+
+
+def _location_rewriter(
+    ctx: ForwardContext, endpoint: Endpoint, base: str
+) -> Callable[[str], str] | None:
+    """Rewrites a ``Location`` header; built only when a response carries one."""
+    if not gateway_settings.REWRITE_LOCATION or not ctx.host:
+        return None
+
+    def rewrite(value: str) -> str:
+        return LocationRewrite(
+            upstream_origins=(endpoint.origin,),
+            upstream_base=base,
+            gateway_origin=f"{ctx.scheme}://{ctx.host}",
+            client_base=ctx.prefix,
+        ).rewrite(value)
+
+    return rewrite
+
+
+def _resendable(exchange: Exchange) -> bool:
+    """May the upstream see this request twice? Idempotent methods, or an ``Idempotency-Key``."""
+    return exchange.method in IDEMPOTENT_METHODS or "HTTP_IDEMPOTENCY_KEY" in exchange.environ
 
 
 def _may_retry(error: GatewayError, exchange: Exchange, body: RequestBody | None) -> bool:
@@ -121,9 +151,7 @@ def _may_retry(error: GatewayError, exchange: Exchange, body: RequestBody | None
         return False
     if isinstance(error, UpstreamConnectError | UpstreamConnectTimeout):
         return True
-    if isinstance(error, NoResponse):
-        return exchange.method in IDEMPOTENT_METHODS or "HTTP_IDEMPOTENCY_KEY" in exchange.environ
-    return False
+    return isinstance(error, NoResponse) and _resendable(exchange)
 
 
 def _pick(exchange: Exchange, tried: set[Instance]) -> Instance:
@@ -171,10 +199,10 @@ def forward(exchange: Exchange) -> HttpResponseBase:
             raise
         tried.add(instance)
         key = (service.name, instance.host, instance.port)
-        endpoint = Endpoint(service.protocol, instance.host, instance.port, service.tls_verify)
+        endpoint = endpoint_for(service.protocol, instance.host, instance.port, service.tls_verify)
         if not (route.preserve_host and ctx.host):  # HTTP/1.0 clients may send no Host
             headers[0] = ("Host", endpoint.host_header)
-        exchange.upstream = f"{endpoint.host_header}"
+        exchange.upstream = endpoint.host_header
         exchange.tries += 1
         request = UpstreamRequest(exchange.method, target, headers, body)
         try:
@@ -189,20 +217,10 @@ def forward(exchange: Exchange) -> HttpResponseBase:
                 continue
             raise
         health.success(key)
-        gateway_origin = f"{ctx.scheme}://{ctx.host}" if ctx.host else ""
-        location = (
-            LocationRewrite(
-                upstream_origins=(endpoint.origin,),
-                upstream_base=service.path,
-                gateway_origin=gateway_origin,
-                client_base=ctx.prefix,
-            )
-            if gateway_settings.REWRITE_LOCATION and gateway_origin
-            else None
-        )
+        rewrite_location = _location_rewriter(ctx, endpoint, service.path)
         return build_response(
             upstream,
-            response_headers(upstream.headers, ctx, location),
+            response_headers(upstream.headers, ctx, rewrite_location),
             head_only=exchange.method == "HEAD",
         )
     assert last_error is not None
@@ -215,11 +233,14 @@ def _send(
     timeouts: Timeouts,
     exchange: Exchange,
     body: RequestBody | None,
-):
+) -> UpstreamResponse:
     transport = get_transport()
+    # A dead pooled connection is resent on a fresh one when the policy allows a retry; only the
+    # other requests pay for the pool's staleness probe.
+    replayable = _resendable(exchange) and (body is None or body.fits_replay_buffer)
     try:
-        return transport.send(endpoint, request, timeouts)
+        return transport.send(endpoint, request, timeouts, replayable=replayable)
     except NoResponse as error:
-        if not error.reused or not _may_retry(error, exchange, body):
+        if not (error.reused and replayable and (body is None or body.replayable)):
             raise
-        return transport.send(endpoint, request, timeouts)  # a stale pooled connection: once more
+        return transport.send(endpoint, request, timeouts)

@@ -13,7 +13,7 @@ own origin rewritten to the gateway's. Repeated headers (``Set-Cookie``) stay se
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,24 +65,52 @@ def connection_tokens(value: str | None) -> frozenset[str]:
     return frozenset(token.strip().lower() for token in value.split(",") if token.strip())
 
 
-def environ_headers(environ: Mapping[str, Any]) -> Iterable[tuple[str, str]]:
-    """The request headers of a WSGI environ as ``(lower-case name, value)`` pairs."""
-    for key, value in environ.items():
-        if key.startswith("HTTP_"):
-            yield key[5:].replace("_", "-").lower(), value
+# What the request side does with a header, by lower-case name; classified once per name.
+_PASS, _DROP, _XFF, _VIA, _FORWARDED_KIND = range(5)
+_NAME_CACHE_LIMIT = 4096  # header names are client-chosen: remember only so many
+_environ_names: dict[str, str] = {}
+_kinds: dict[str, int] = {}
+
+
+def _environ_name(key: str) -> str:
+    name = _environ_names.get(key)
+    if name is None:
+        name = key[5:].replace("_", "-").lower()
+        if len(_environ_names) < _NAME_CACHE_LIMIT:
+            _environ_names[key] = name
+    return name
+
+
+def _kind(name: str) -> int:
+    kind = _kinds.get(name)
+    if kind is None:
+        if name == "x-forwarded-for":
+            kind = _XFF
+        elif name == "via":
+            kind = _VIA
+        elif name in _FORWARDED:
+            kind = _FORWARDED_KIND
+        elif name in HOP_BY_HOP or name in _OWNED or name.startswith(SPOOFABLE_PREFIXES):
+            kind = _DROP
+        else:
+            kind = _PASS
+        if len(_kinds) < _NAME_CACHE_LIMIT:
+            _kinds[name] = kind
+    return kind
+
+
+def environ_headers(environ: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The request headers of a WSGI environ as ``(lower-case name, value)`` pairs.
+
+    ``Content-Type`` only travels with a body: some servers (wsgiref) invent one for every request.
+    """
+    headers = [(_environ_name(key), value) for key, value in environ.items() if key[:5] == "HTTP_"]
     content_type = environ.get("CONTENT_TYPE")
-    if content_type:
-        yield "content-type", content_type
-
-
-def _skip_request_header(name: str, dropped: frozenset[str], request_id_header: str) -> bool:
-    return (
-        name in HOP_BY_HOP
-        or name in dropped
-        or name in _OWNED
-        or name == request_id_header
-        or name.startswith(SPOOFABLE_PREFIXES)
-    )
+    if content_type and (
+        environ.get("CONTENT_LENGTH", "0") not in ("", "0") or "HTTP_TRANSFER_ENCODING" in environ
+    ):
+        headers.append(("content-type", content_type))
+    return headers
 
 
 def request_headers(
@@ -90,7 +118,10 @@ def request_headers(
 ) -> list[tuple[str, str]]:
     """Headers to send upstream, given the client's headers as ``(lower-case name, value)``."""
     incoming = list(incoming)
-    dropped = connection_tokens(next((v for n, v in incoming if n == "connection"), None))
+    dropped: frozenset[str] = frozenset()
+    for name, value in incoming:
+        if name == "connection":
+            dropped = connection_tokens(value)
     request_id_header = ctx.request_id_header.lower()
     out: list[tuple[str, str]] = [
         ("Host", ctx.host if ctx.preserve_host and ctx.host else ctx.upstream_host)
@@ -98,17 +129,16 @@ def request_headers(
     forwarded_for = via = None
     kept_forwarded = set()
     for name, value in incoming:
-        if name == "x-forwarded-for":
-            forwarded_for = value
-        elif name == "via":
-            via = value
-        elif _skip_request_header(name, dropped, request_id_header):
-            continue
-        elif name in _FORWARDED:
-            if ctx.peer_trusted:
-                kept_forwarded.add(name)
+        kind = _kind(name)
+        if kind == _PASS:
+            if name != request_id_header and not (dropped and name in dropped):
                 out.append((name, value))
-        else:
+        elif kind == _XFF:
+            forwarded_for = value
+        elif kind == _VIA:
+            via = value
+        elif kind == _FORWARDED_KIND and ctx.peer_trusted and name not in dropped:
+            kept_forwarded.add(name)
             out.append((name, value))
     out.append(("X-Forwarded-For", f"{forwarded_for}, {ctx.peer}" if forwarded_for else ctx.peer))
     for name, value in (
@@ -117,34 +147,46 @@ def request_headers(
         ("x-forwarded-port", ctx.port),
         ("x-forwarded-prefix", ctx.prefix),
     ):
-        if name not in kept_forwarded and value:
+        if value and name not in kept_forwarded:
             out.append((name, value))
     out.append(("X-Real-IP", ctx.client_ip))
     out.append((ctx.request_id_header, ctx.request_id))
     if ctx.via:
         out.append(("Via", f"{via}, 1.1 {ctx.via}" if via else f"1.1 {ctx.via}"))
+    elif via:
+        out.append(("Via", via))
     return out
 
 
 def response_headers(
-    upstream: Iterable[tuple[bytes, bytes]], ctx: ForwardContext, location: LocationRewrite | None
+    upstream: Iterable[tuple[bytes, bytes]],
+    ctx: ForwardContext,
+    rewrite_location: Callable[[str], str] | None,
 ) -> list[tuple[str, str]]:
-    """Headers to send the client, given the upstream's raw header pairs."""
-    pairs = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in upstream]
-    dropped = connection_tokens(
-        ", ".join(value for name, value in pairs if name.lower() == "connection")
-    )
+    """Headers to send the client, given the upstream's raw header pairs.
+
+    The upstream's own copy of the request id header is replaced by the gateway's, so the client
+    sees exactly one.
+    """
+    triples = [
+        (name.decode("latin-1"), value.decode("latin-1"), name.lower().decode("latin-1"))
+        for name, value in upstream
+    ]
+    dropped: frozenset[str] = frozenset()
+    for _, value, lower in triples:
+        if lower == "connection":
+            dropped = dropped | connection_tokens(value)
+    request_id_header = ctx.request_id_header.lower()
     out: list[tuple[str, str]] = []
     via = None
-    for name, value in pairs:
-        lower = name.lower()
-        if lower in HOP_BY_HOP or lower in dropped:
+    for name, value, lower in triples:
+        if lower in HOP_BY_HOP or lower == request_id_header or (dropped and lower in dropped):
             continue
         if lower == "via":
             via = value if via is None else f"{via}, {value}"
             continue
-        if lower == "location" and location is not None:
-            value = location.rewrite(value)
+        if lower == "location" and rewrite_location is not None:
+            value = rewrite_location(value)
         out.append((name, value))
     if ctx.via:
         out.append(("Via", f"{via}, 1.1 {ctx.via}" if via else f"1.1 {ctx.via}"))

@@ -15,6 +15,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from ..exceptions import UpstreamConnectError, UpstreamConnectTimeout
 from ..netpolicy import forbidden_upstream_reason
@@ -22,22 +23,26 @@ from ..netpolicy import forbidden_upstream_reason
 
 @dataclass(frozen=True, slots=True)
 class Endpoint:
-    """Where to connect: the pool key."""
+    """Where to connect: the pool key. ``origin`` and ``host_header`` are worked out once."""
 
     scheme: str
     host: str
     port: int
     tls_verify: bool = True
+    origin: str = field(init=False, compare=False, repr=False)
+    host_header: str = field(init=False, compare=False, repr=False)
 
-    @property
-    def origin(self) -> str:
+    def __post_init__(self) -> None:
         host = f"[{self.host}]" if ":" in self.host else self.host
         default = 443 if self.scheme == "https" else 80
-        return f"{self.scheme}://{host}" + ("" if self.port == default else f":{self.port}")
+        host_header = host if self.port == default else f"{host}:{self.port}"
+        object.__setattr__(self, "host_header", host_header)
+        object.__setattr__(self, "origin", f"{self.scheme}://{host_header}")
 
-    @property
-    def host_header(self) -> str:
-        return self.origin.partition("://")[2]
+
+@lru_cache(maxsize=4096)
+def endpoint_for(scheme: str, host: str, port: int, tls_verify: bool) -> Endpoint:
+    return Endpoint(scheme, host, port, tls_verify)
 
 
 @dataclass(slots=True, eq=False)
@@ -123,7 +128,14 @@ class ConnectionPool:
         self._idle: dict[Endpoint, deque[Connection]] = {}
         self._lock = threading.Lock()
 
-    def acquire(self, endpoint: Endpoint, connect_timeout: float) -> Connection:
+    def acquire(
+        self, endpoint: Endpoint, connect_timeout: float, *, check: bool = True
+    ) -> Connection:
+        """A pooled connection, else a new one.
+
+        ``check=False`` skips the readability probe (a system call) for requests that are retried
+        on a fresh connection anyway if the pooled one turns out dead.
+        """
         now = self.clock()
         while True:
             with self._lock:
@@ -131,7 +143,7 @@ class ConnectionPool:
                 conn = idle.pop() if idle else None
             if conn is None:
                 return open_connection(endpoint, connect_timeout)
-            if now - conn.idle_since > self.idle_timeout or _is_stale(conn.sock):
+            if now - conn.idle_since > self.idle_timeout or (check and _is_stale(conn.sock)):
                 conn.sock.close()
                 continue
             conn.reused = True

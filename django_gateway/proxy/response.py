@@ -42,14 +42,18 @@ def build_response(
         response = StreamingProxyResponse(upstream, status=upstream.status)
     if upstream.reason:
         response.reason_phrase = upstream.reason
-    response.repeated_headers = []
-    del response["Content-Type"]  # Django's default must not be added to what the upstream sent
-    store = response.headers
+    repeated: list[tuple[str, str]] = []
+    response.repeated_headers = repeated
+    # Written straight into the header store: llhttp already refused names and values that are
+    # not valid HTTP, which is what ResponseHeaders.__setitem__ would check again, header by header.
+    store = response.headers._store
+    store.clear()  # Django's default Content-Type must not be added to what the upstream sent
     for name, value in headers:
-        if name in store:
-            response.repeated_headers.append((name, value))
+        key = name.lower()
+        if key in store:
+            repeated.append((name, value))
         else:
-            store[name] = value
-    if upstream.complete and not head_only and "Content-Length" not in store:
-        store["Content-Length"] = str(len(body))
+            store[key] = (name, value)
+    if upstream.complete and not head_only and "content-length" not in store:
+        store["content-length"] = ("Content-Length", str(len(body)))
     return response

@@ -216,10 +216,19 @@ class Transport:
         self.pool = pool
 
     def send(
-        self, endpoint: Endpoint, request: UpstreamRequest, timeouts: Timeouts
+        self,
+        endpoint: Endpoint,
+        request: UpstreamRequest,
+        timeouts: Timeouts,
+        *,
+        replayable: bool = False,
     ) -> UpstreamResponse:
+        """``replayable``: the caller resends on a fresh connection if a pooled one is dead, so
+        the pool may skip its staleness probe."""
         deadline = time.monotonic() + timeouts.total
-        conn = self.pool.acquire(endpoint, min(timeouts.connect, timeouts.total))
+        conn = self.pool.acquire(
+            endpoint, min(timeouts.connect, timeouts.total), check=not replayable
+        )
         try:
             self._write(conn, request, timeouts.read)
             reader = self._read_head(conn, timeouts.read, deadline)

@@ -109,6 +109,8 @@ def test_preserve_host_sends_the_client_host():
 def test_no_prefix_header_when_nothing_was_stripped_and_via_can_be_off():
     _, seen = upstream_view([], _replace(prefix="", via=""))
     assert "x-forwarded-prefix" not in seen and "via" not in seen
+    _, seen = upstream_view([("via", "1.0 corp")], _replace(via=""))
+    assert seen["via"] == "1.0 corp"  # left alone, not dropped
 
 
 @pytest.mark.parametrize(
@@ -135,6 +137,8 @@ def test_response_side_drops_hop_by_hop_and_connection_tokens():
     out = client_view(
         [
             (b"Connection", b"X-Up"),
+            (b"connection", b"X-Up2"),
+            (b"X-Up2", b"2"),
             (b"X-Up", b"1"),
             (b"Keep-Alive", b"timeout=5"),
             (b"Transfer-Encoding", b"chunked"),
@@ -148,6 +152,22 @@ def test_response_side_drops_hop_by_hop_and_connection_tokens():
     assert names == ["content-type", "via", "x-request-id"]
 
 
+def test_the_client_sees_one_request_id_the_gateways():
+    out = client_view([(b"X-Request-ID", b"upstream-own"), (b"x-request-id", b"again")])
+    assert [(n, v) for n, v in out if n.lower() == "x-request-id"] == [("X-Request-ID", "req-1")]
+
+
+def test_content_type_travels_only_with_a_body():
+    from django_gateway.proxy.headers import environ_headers
+
+    bodiless = {"CONTENT_TYPE": "text/plain", "CONTENT_LENGTH": "", "HTTP_ACCEPT": "*/*"}
+    assert dict(environ_headers(bodiless)) == {"accept": "*/*"}
+    with_body = {**bodiless, "CONTENT_LENGTH": "3"}
+    assert dict(environ_headers(with_body))["content-type"] == "text/plain"
+    chunked = {**bodiless, "HTTP_TRANSFER_ENCODING": "chunked"}
+    assert dict(environ_headers(chunked))["content-type"] == "text/plain"
+
+
 def test_repeated_set_cookie_stay_separate_and_in_order():
     out = client_view([(b"Set-Cookie", b"a=1; Path=/"), (b"Set-Cookie", b"b=2, c=3")])
     assert [v for n, v in out if n == "Set-Cookie"] == ["a=1; Path=/", "b=2, c=3"]
@@ -156,6 +176,11 @@ def test_repeated_set_cookie_stay_separate_and_in_order():
 def test_via_is_appended_on_responses():
     out = dict(client_view([(b"Via", b"1.1 upstream-cache")]))
     assert out["Via"] == "1.1 upstream-cache, 1.1 django-gateway"
+
+
+def test_location_rewriter_is_applied_to_location_only():
+    out = dict(client_view([(b"Location", b"/a"), (b"Link", b"</a>")], lambda v: "/x" + v))
+    assert out["Location"] == "/x/a" and out["Link"] == "</a>"
 
 
 REWRITE = LocationRewrite(
