@@ -69,13 +69,13 @@ class _RequestIds:
 new_request_id = _RequestIds().new
 
 
+def _request_id_environ_key() -> str:
+    return "HTTP_" + gateway_settings.REQUEST_ID_HEADER.upper().replace("-", "_")
+
+
 def request_id_for(environ: dict[str, Any]) -> str:
     """The client's request id when it is well-formed, else a new one."""
-    key = gateway_settings.derived(
-        "request_id_environ_key",
-        lambda: "HTTP_" + gateway_settings.REQUEST_ID_HEADER.upper().replace("-", "_"),
-    )
-    incoming = environ.get(key)
+    incoming = environ.get(gateway_settings.derived("request_id_key", _request_id_environ_key))
     return incoming if valid_request_id(incoming) else new_request_id()
 
 

@@ -57,8 +57,10 @@ class CompiledRoute:
         return None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RouteMatch:
+    """Built per request, so a plain (not frozen) dataclass: frozen ones initialise slower."""
+
     route: CompiledRoute
     matched: str  # the part of the canonical path the route's path consumed
     remainder: str  # what follows it (starts with "/" or is empty)
@@ -153,6 +155,7 @@ class RouteTable:
                     index.add(_make_entry(route, path, host_rank))
         for index in (*self._exact.values(), *self._wildcard.values(), self._any):
             index.freeze()
+        self._has_hosts = bool(self._exact or self._wildcard)
         # Longest suffixes first, so "*.a.example.com" beats "*.example.com"; with a port first.
         self._wildcard_suffixes = sorted(
             self._wildcard, key=lambda s: (-s.count("."), ":" not in s, s)
@@ -192,6 +195,8 @@ class RouteTable:
     ) -> RouteMatch | None:
         """The winning route for a canonical ``path``, or ``None`` to let Django serve it."""
         environ = environ or {}
+        if not self._has_hosts:  # the common case: no route names a host
+            return self._any.match(method, path, environ)
         for index in self._host_indexes(host):
             found = index.match(method, path, environ)
             if found is not None:

@@ -161,8 +161,16 @@ def _pick(exchange: Exchange, tried: set[Instance]) -> Instance:
             f"Service {service.name!r} has no enabled targets.",
             retry_after=gateway_settings.RETRY_AFTER_UNAVAILABLE,
         )
-    balancer = balancers.for_service(service.name, service.targets)
     name = service.name
+    if len(service.targets) == 1:  # nothing to balance
+        instance = service.targets[0]
+        if instance not in tried and health.begin((name, instance.host, instance.port)):
+            return instance
+        raise ServiceUnavailable(
+            f"The only instance of service {name!r} is ejected after failures.",
+            retry_after=health.retry_after([(name, instance.host, instance.port)]),
+        )
+    balancer = balancers.for_service(name, service.targets)
     skipped: set[Instance] = set()
     while True:
         instance = balancer.pick(
