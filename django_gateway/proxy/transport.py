@@ -19,7 +19,7 @@ from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
 
 from ..exceptions import BadGateway, GatewayTimeout
 from .body import RequestBody
-from .pool import Connection, ConnectionPool, Endpoint
+from .pool import KERNEL_TIMEOUTS, Connection, ConnectionPool, Endpoint
 
 RECV_SIZE = 64 * 1024
 # Bodies announced at most this large are read before the response is handed on: sent in one write,
@@ -184,9 +184,9 @@ class UpstreamResponse:
         if conn is None:
             return b""
         try:
-            conn.sock.settimeout(self._read_timeout)
+            conn.set_timeout(self._read_timeout)
             return conn.sock.recv(RECV_SIZE)
-        except TimeoutError as exc:
+        except KERNEL_TIMEOUTS as exc:
             self.close()
             raise GatewayTimeout("The upstream stopped sending the body.") from exc
         except OSError as exc:
@@ -245,7 +245,7 @@ class Transport:
             lines.append(body.framing_header)
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
         sock = conn.sock
-        sock.settimeout(read_timeout)
+        conn.set_timeout(read_timeout)
         try:
             if body is None:
                 sock.sendall(head)
@@ -256,7 +256,7 @@ class Transport:
                 first = False
             if first:
                 sock.sendall(head)
-        except TimeoutError as exc:
+        except KERNEL_TIMEOUTS as exc:
             raise GatewayTimeout("The upstream stopped reading the request.") from exc
         except OSError as exc:
             raise NoResponse(
@@ -271,10 +271,10 @@ class Transport:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise GatewayTimeout()
-            sock.settimeout(min(read_timeout, remaining))
+            conn.set_timeout(min(read_timeout, remaining))
             try:
                 data = sock.recv(RECV_SIZE)
-            except TimeoutError as exc:
+            except KERNEL_TIMEOUTS as exc:
                 raise GatewayTimeout() from exc
             except OSError as exc:
                 if received:
