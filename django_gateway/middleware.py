@@ -30,32 +30,46 @@ class GatewayMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponseBase:
-        try:
-            table = get_snapshot().routes
-        except Exception:
-            logger.exception("The gateway configuration could not be loaded")
-            return _refuse(request, ServiceUnavailable("The gateway configuration is unavailable."))
-        if not table.routes:
-            return self.get_response(request)
-        environ = request.META
-        method = request.method or "GET"
-        host = environ.get("HTTP_HOST", "")
-        raw_path, decoded = raw_request_path(environ)
-        try:
-            path = canonical_path(raw_path, decoded=decoded)
-        except BadRequest as error:
-            # Refuse it only if it is ours: Django keeps its own answer for its own URLs.
-            probe = refusal_probe_path(request.path_info)
-            routed = table.match(method, host, probe, environ)
-            return _refuse(request, error) if routed else self.get_response(request)
-        match = table.match(method, host, path, environ)
-        if match is None:
-            return self.get_response(request)
-        if not host and environ.get("SERVER_PROTOCOL") == "HTTP/1.1":
-            return _refuse(request, HostMissing())
-        if not _host_allowed(request):  # ALLOWED_HOSTS applies to proxied requests too
-            return _refuse(request, BadRequest("The Host header is not in ALLOWED_HOSTS."))
-        return handle(new_exchange(request, path, match))
+        response = gateway_response(request)
+        return self.get_response(request) if response is None else response
+
+
+def gateway_response(request: HttpRequest) -> HttpResponseBase | None:
+    """The gateway's answer to ``request``, or ``None`` when no route claims it (Django's turn).
+
+    Shared by the middleware and the WSGI entry point (:mod:`django_gateway.wsgi`).
+    """
+    try:
+        table = get_snapshot().routes
+    except Exception:
+        logger.exception("The gateway configuration could not be loaded")
+        return _refuse(
+            request,
+            ServiceUnavailable(
+                "The gateway configuration is unavailable.",
+                retry_after=gateway_settings.RETRY_AFTER_UNAVAILABLE,
+            ),
+        )
+    if not table.routes:
+        return None
+    environ = request.META
+    method = request.method or "GET"
+    host = environ.get("HTTP_HOST", "")
+    raw_path, decoded = raw_request_path(environ)
+    try:
+        path = canonical_path(raw_path, decoded=decoded)
+    except BadRequest as error:
+        # Refuse it only if it is ours: Django keeps its own answer for its own URLs.
+        probe = refusal_probe_path(request.path_info)
+        return _refuse(request, error) if table.match(method, host, probe, environ) else None
+    match = table.match(method, host, path, environ)
+    if match is None:
+        return None
+    if not host and environ.get("SERVER_PROTOCOL") == "HTTP/1.1":
+        return _refuse(request, HostMissing())
+    if not _host_allowed(request):  # ALLOWED_HOSTS applies to proxied requests too
+        return _refuse(request, BadRequest("The Host header is not in ALLOWED_HOSTS."))
+    return handle(new_exchange(request, path, match))
 
 
 _ALLOWED_HOSTS_SEEN_LIMIT = 1024

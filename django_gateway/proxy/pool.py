@@ -17,6 +17,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import Any
 
 from ..exceptions import UpstreamConnectError, UpstreamConnectTimeout
 from ..netpolicy import forbidden_upstream_reason
@@ -66,6 +67,7 @@ class Connection:
     reused: bool = False
     idle_since: float = field(default_factory=time.monotonic)
     timeout: float = 0.0
+    reader: Any = None  # the transport's response parser, kept for the connection's lifetime
 
     def set_timeout(self, seconds: float) -> None:
         if seconds == self.timeout:

@@ -37,9 +37,11 @@ def build_response(
     response: HttpResponseBase
     if upstream.complete:
         body = upstream.buffered_body()
-        response = BufferedProxyResponse(body, status=upstream.status)
+        # A content type is given only to spare Django working out a default; the store is
+        # cleared below and filled with exactly what the upstream sent.
+        response = BufferedProxyResponse(body, status=upstream.status, content_type="-")
     else:
-        response = StreamingProxyResponse(upstream, status=upstream.status)
+        response = StreamingProxyResponse(upstream, status=upstream.status, content_type="-")
     if upstream.reason:
         response.reason_phrase = upstream.reason
     repeated: list[tuple[str, str]] = []
@@ -47,7 +49,7 @@ def build_response(
     # Written straight into the header store: llhttp already refused names and values that are
     # not valid HTTP, which is what ResponseHeaders.__setitem__ would check again, header by header.
     store = response.headers._store
-    store.clear()  # Django's default Content-Type must not be added to what the upstream sent
+    store.clear()
     for name, value in headers:
         key = name.lower()
         if key in store:

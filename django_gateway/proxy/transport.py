@@ -53,7 +53,11 @@ class UpstreamRequest:
 
 
 class _Reader:
-    """httptools callbacks collecting one response; 1xx interim responses are skipped."""
+    """httptools callbacks collecting responses on one connection; 1xx interim heads are skipped.
+
+    One reader (and one llhttp parser) serves every response of a keep-alive connection:
+    :meth:`reset` readies it for the next one, which is cheaper than a new parser per request.
+    """
 
     __slots__ = (
         "chunks",
@@ -68,6 +72,9 @@ class _Reader:
 
     def __init__(self) -> None:
         self.parser = HttpResponseParser(self)
+        self.reset()
+
+    def reset(self) -> None:
         self.headers: list[tuple[bytes, bytes]] = []
         self.chunks: list[bytes] = []
         self.reason = b""
@@ -75,6 +82,10 @@ class _Reader:
         self.head_done = False
         self.complete = False
         self.keep_alive = False
+
+    def take_chunks(self) -> list[bytes]:
+        chunks, self.chunks = self.chunks, []
+        return chunks
 
     def on_message_begin(self) -> None:
         self.headers = []
@@ -106,6 +117,8 @@ class UpstreamResponse:
     """A response whose head has arrived; the body streams from :meth:`__iter__`.
 
     Iterating to the end returns the connection to the pool; :meth:`close` before that drops it.
+    Everything the response needs is taken from the connection's reader before the connection
+    goes back to the pool, where another request may reuse that reader at once.
     """
 
     def __init__(
@@ -123,40 +136,36 @@ class UpstreamResponse:
         self._conn: Connection | None = conn
         self._reader = reader
         self._read_timeout = read_timeout
-        self._eof_ends_body = not any(
-            name.lower() in (b"content-length", b"transfer-encoding") for name, _ in reader.headers
-        )
-        if head_only:  # HEAD: no body follows, whatever the headers say
-            reader.chunks.clear()
-            reader.complete = True
-            reader.keep_alive = False
-        if reader.complete:
-            self._finish()
-        elif self._small_body_announced():
-            while not reader.complete:
-                self._pull()
-
-    def _small_body_announced(self) -> bool:
+        self._pending = reader.take_chunks()
+        self.complete = reader.complete
+        length: bytes | None = None
+        self._eof_ends_body = True
         for name, value in self.headers:
-            if name.lower() == b"content-length":
-                return value.isdigit() and int(value) <= BUFFER_LIMIT
-        return False
-
-    @property
-    def complete(self) -> bool:
-        return self._reader.complete
+            lower = name.lower()
+            if lower == b"content-length":
+                length, self._eof_ends_body = value, False
+            elif lower == b"transfer-encoding":
+                self._eof_ends_body = False
+        if head_only:  # HEAD: no body follows, whatever the headers say
+            self._pending = []
+            self.complete = True
+            self._finish(keep_alive=False)
+        elif self.complete:
+            self._finish(reader.keep_alive)
+        elif length is not None and length.isdigit() and int(length) <= BUFFER_LIMIT:
+            while not self.complete:
+                self._pull()
 
     def buffered_body(self) -> bytes:
         """The whole body, when it arrived with the head (``complete`` is true)."""
-        return b"".join(self._reader.chunks)
+        return b"".join(self._pending)
 
     def __iter__(self) -> Iterator[bytes]:
-        reader = self._reader
         while True:
-            if reader.chunks:
-                chunks, reader.chunks = reader.chunks, []
+            if self._pending:
+                chunks, self._pending = self._pending, []
                 yield from chunks
-            if reader.complete:
+            if self.complete:
                 return
             self._pull()
 
@@ -168,16 +177,18 @@ class UpstreamResponse:
             if not self._eof_ends_body:
                 self.close()
                 raise BadGateway("The upstream closed the connection in the middle of the body.")
-            reader.complete = True
-            reader.keep_alive = False
-        else:
-            try:
-                reader.parser.feed_data(data)
-            except HttpParserError as exc:
-                self.close()
-                raise BadGateway("The upstream sent a malformed body.") from exc
+            self.complete = True
+            self._finish(keep_alive=False)
+            return
+        try:
+            reader.parser.feed_data(data)
+        except HttpParserError as exc:
+            self.close()
+            raise BadGateway("The upstream sent a malformed body.") from exc
+        self._pending.extend(reader.take_chunks())
         if reader.complete:
-            self._finish()
+            self.complete = True
+            self._finish(reader.keep_alive)
 
     def _recv(self) -> bytes:
         conn = self._conn
@@ -193,11 +204,11 @@ class UpstreamResponse:
             self.close()
             raise BadGateway("The upstream connection failed in the middle of the body.") from exc
 
-    def _finish(self) -> None:
+    def _finish(self, keep_alive: bool) -> None:
         conn, self._conn = self._conn, None
         if conn is None:
             return
-        if self._reader.keep_alive:
+        if keep_alive:
             self._transport.pool.release(conn)
         else:
             conn.sock.close()
@@ -238,12 +249,13 @@ class Transport:
         return UpstreamResponse(self, conn, reader, request.method == "HEAD", timeouts.read)
 
     def _write(self, conn: Connection, request: UpstreamRequest, read_timeout: float) -> None:
-        lines = [f"{request.method} {request.target} HTTP/1.1"]
-        lines.extend(f"{name}: {value}" for name, value in request.headers)
+        lines = [f"{name}: {value}\r\n" for name, value in request.headers]
         body = request.body
         if body is not None:
-            lines.append(body.framing_header)
-        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+            lines.append(body.framing_header + "\r\n")
+        head = f"{request.method} {request.target} HTTP/1.1\r\n{''.join(lines)}\r\n".encode(
+            "latin-1"
+        )
         sock = conn.sock
         conn.set_timeout(read_timeout)
         try:
@@ -264,7 +276,11 @@ class Transport:
             ) from exc
 
     def _read_head(self, conn: Connection, read_timeout: float, deadline: float) -> _Reader:
-        reader = _Reader()
+        reader = conn.reader
+        if reader is None:
+            reader = conn.reader = _Reader()
+        else:
+            reader.reset()
         sock = conn.sock
         received = False
         while not reader.head_done:
