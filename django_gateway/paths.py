@@ -75,8 +75,13 @@ def canonical_prefix(prefix: str) -> str:
     return canonical.rstrip("/") or "/"
 
 
+_NEEDS_QUOTING = re.compile(r"[^A-Za-z0-9/:@!$&'()*+,;=\-._~]")
+
+
 def encode_path(path: str) -> str:
     """Percent-encode a canonical decoded path for the request line sent upstream."""
+    if _NEEDS_QUOTING.search(path) is None:  # the common case: nothing to encode
+        return path
     return quote(path, safe=_SAFE)
 
 
