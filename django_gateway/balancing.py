@@ -62,5 +62,9 @@ class Balancers:
                     balancer = self._by_service[name] = WeightedRoundRobin(instances)
         return balancer
 
+    def reset(self) -> None:
+        with self._lock:
+            self._by_service.clear()
+
 
 balancers = Balancers()

@@ -11,9 +11,14 @@ from .models import Route, validation
 
 
 class LinesField(forms.CharField):
-    """A list of strings shown as one item per line (commas also separate)."""
+    """A list of strings shown as one item per line; with ``commas=True`` commas separate too
+    (not for paths, where a regex like ``~/x/\\d{1,3}`` holds a comma)."""
 
     widget = forms.Textarea(attrs={"rows": 3, "cols": 60})
+
+    def __init__(self, *, commas: bool = True, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.commas = commas
 
     def prepare_value(self, value: Any) -> Any:
         if isinstance(value, list | tuple):
@@ -24,9 +29,10 @@ class LinesField(forms.CharField):
         if isinstance(value, list):
             return value
         text = super().to_python(value) or ""
-        return [
-            item.strip() for line in text.splitlines() for item in line.split(",") if item.strip()
-        ]
+        lines = text.splitlines()
+        if self.commas:
+            lines = [item for line in lines for item in line.split(",")]
+        return [item.strip() for item in lines if item.strip()]
 
 
 class HeadersField(forms.CharField):
@@ -54,7 +60,9 @@ class HeadersField(forms.CharField):
 
 
 class RouteForm(forms.ModelForm):
-    paths = LinesField(required=False, help_text=Route._meta.get_field("paths").help_text)
+    paths = LinesField(
+        commas=False, required=False, help_text=Route._meta.get_field("paths").help_text
+    )
     hosts = LinesField(required=False, help_text=Route._meta.get_field("hosts").help_text)
     methods = LinesField(
         required=False, help_text=f"Empty: any. One of {', '.join(validation.HTTP_METHODS)}."

@@ -16,7 +16,7 @@ from django.http.response import HttpResponseBase
 from .conf import gateway_settings
 from .exceptions import BadRequest, GatewayError, HostMissing, ServiceUnavailable, problem_response
 from .paths import canonical_path, raw_request_path, refusal_probe_path
-from .pipeline import handle, new_exchange, request_id_for
+from .pipeline import handle, log_refusal, new_exchange, request_id_for
 from .snapshot import get_snapshot
 
 logger = logging.getLogger(__name__)
@@ -96,8 +96,8 @@ def _host_allowed(request: HttpRequest) -> bool:
 
 
 def _refuse(request: HttpRequest, error: GatewayError) -> HttpResponseBase:
+    request_id = request_id_for(request.META)
+    log_refusal(request, error.status, request_id)
     return problem_response(
-        error,
-        request_id=request_id_for(request.META),
-        request_id_header=gateway_settings.REQUEST_ID_HEADER,
+        error, request_id=request_id, request_id_header=gateway_settings.REQUEST_ID_HEADER
     )

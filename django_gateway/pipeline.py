@@ -131,25 +131,70 @@ def handle(exchange: Exchange) -> HttpResponseBase:
 
 
 def log_access(exchange: Exchange, status: int) -> None:
-    if not gateway_settings.ACCESS_LOG or not access_logger.isEnabledFor(logging.INFO):
+    if not _logging_enabled():
         return
     route = exchange.route
-    access_logger.info(
-        '%s "%s %s" %s route=%s service=%s upstream=%s tries=%s %.1fms id=%s',
+    _log(
         exchange.client_ip,
         exchange.method,
-        exchange.path,  # never the query string: it may carry credentials
+        exchange.path,
         status,
-        route.name,
-        route.service.name,
-        exchange.upstream or "-",
-        exchange.tries,
-        (time.perf_counter() - exchange.started) * 1000,
-        exchange.request_id,
-        extra={
-            "request_id": exchange.request_id,
-            "route": route.name,
-            "service": route.service.name,
-            "status": status,
-        },
+        route=route.name,
+        service=route.service.name,
+        upstream=exchange.upstream or "-",
+        tries=exchange.tries,
+        elapsed=time.perf_counter() - exchange.started,
+        request_id=exchange.request_id,
+    )
+
+
+def log_refusal(request: HttpRequest, status: int, request_id: str) -> None:
+    """Requests the gateway refused before a route took them (bad path, Host) are logged too."""
+    if not _logging_enabled():
+        return
+    environ = request.META
+    _log(
+        client_address(environ.get("REMOTE_ADDR", ""), environ.get("HTTP_X_FORWARDED_FOR")),
+        request.method or "-",
+        request.path_info,
+        status,
+        route="-",
+        service="-",
+        upstream="-",
+        tries=0,
+        elapsed=0.0,
+        request_id=request_id,
+    )
+
+
+def _logging_enabled() -> bool:
+    return gateway_settings.ACCESS_LOG and access_logger.isEnabledFor(logging.INFO)
+
+
+def _log(
+    client_ip: str,
+    method: str,
+    path: str,
+    status: int,
+    *,
+    route: str,
+    service: str,
+    upstream: str,
+    tries: int,
+    elapsed: float,
+    request_id: str,
+) -> None:
+    access_logger.info(
+        '%s "%s %s" %s route=%s service=%s upstream=%s tries=%s %.1fms id=%s',
+        client_ip,
+        method,
+        repr(path)[1:-1],  # escaped (no forged log lines); never the query: it may hold credentials
+        status,
+        route,
+        service,
+        upstream,
+        tries,
+        elapsed * 1000,
+        request_id,
+        extra={"request_id": request_id, "route": route, "service": service, "status": status},
     )

@@ -111,10 +111,16 @@ class _PathIndex:
     def match(self, method: str, path: str, environ: Mapping[str, Any]) -> RouteMatch | None:
         for entry in self.regexes:
             found = entry.regex.match(path)  # type: ignore[union-attr]
-            if found and entry.route.accepts(method, environ) is None:
-                rest = path[found.end() :]
+            if found is None:
+                continue
+            matched, rest = found.group(0), path[found.end() :]
+            # Like prefixes, a regex matches whole segments: ~/users/\d+ takes /users/42 and
+            # /users/42/posts, not /users/42abc.
+            if rest[:1] not in ("/", "") and not matched.endswith("/"):
+                continue
+            if entry.route.accepts(method, environ) is None:
                 return RouteMatch(
-                    entry.route, found.group(0), rest if rest[:1] in ("/", "") else "/" + rest
+                    entry.route, matched, rest if rest[:1] in ("/", "") else "/" + rest
                 )
         visited = [self.root]
         node = self.root

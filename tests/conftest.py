@@ -8,24 +8,18 @@ from typing import Any
 import pytest
 from django.conf import settings
 
-from django_gateway.balancing import balancers
-from django_gateway.health import health
 from django_gateway.models import Route, Service, Target
-from django_gateway.proxy import forwarder
 from django_gateway.snapshot import holder
+from django_gateway.testing.state import reset_gateway_state
 from django_gateway.testing.upstreams import EchoUpstream
 
 
 @pytest.fixture(autouse=True)
 def fresh_gateway_state() -> Iterator[None]:
     """Each test starts with no snapshot, no ejections and an empty connection pool."""
-    holder.invalidate()
-    health.reset()
-    balancers._by_service.clear()
-    forwarder._drop_pool_after_fork()
+    reset_gateway_state()
     yield
-    holder.invalidate()
-    forwarder._drop_pool_after_fork()
+    reset_gateway_state()
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -114,6 +114,13 @@ def test_route_form_errors_are_shown(admin_client, field, value, message):
     assert not Route.objects.exists()
 
 
+def test_regex_paths_may_hold_commas(admin_client):
+    service = Service.objects.create(name="orders")
+    form = route_form(service, paths="~/v\\d{1,3}/orders\n/orders")
+    assert admin_client.post("/admin/django_gateway/route/add/", form).status_code == 302
+    assert Route.objects.get().paths == [r"~/v\d{1,3}/orders", "/orders"]
+
+
 def test_route_list_columns_filters_and_search(admin_client):
     service = Service.objects.create(name="orders")
     Route.objects.create(name="orders-api", service=service, paths=["/orders"], methods=["GET"])

@@ -62,3 +62,15 @@ def test_refusal_probe_path_keeps_refused_paths_routable():
     assert refusal_probe_path("/api/a\\b") == "/api/a_b"
     assert refusal_probe_path("/api/a\x00\r\n") == "/api/a___"
     assert refusal_probe_path("/api/../x/a/b") == "/x/a/b"
+
+
+def test_encode_path_agrees_with_quote_on_random_paths():
+    import random
+    import string
+    from urllib.parse import quote
+
+    rng = random.Random(7)
+    alphabet = string.printable + "é€%/"
+    for _ in range(5000):
+        path = "/" + "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12)))
+        assert encode_path(path) == quote(path, safe="/:@!$&'()*+,;=-._~")

@@ -100,13 +100,23 @@ def test_regex_routes_are_tried_before_prefixes_by_priority():
         [
             route(1, "/users/42"),
             route(2, r"~/users/\d+$", priority=1),
-            route(3, r"~/users/4", priority=5),
+            route(3, r"~/users/\d", priority=5),
         ]
     )
-    assert winner(table, "/users/42") == 3
-    assert winner(table, "/users/5") == 2
+    assert winner(table, "/users/4") == 3
+    assert winner(table, "/users/42") == 2  # route 3 would end mid-segment
+    found = table.match("GET", "h", "/users/4/posts", {})
+    assert (found.route.id, found.matched, found.remainder) == (3, "/users/4", "/posts")
     found = table.match("GET", "h", "/users/42/posts", {})
-    assert (found.route.id, found.matched, found.remainder) == (3, "/users/4", "/2/posts")
+    assert (found.route.id, found.matched, found.remainder) == (1, "/users/42", "/posts")
+
+
+def test_regex_matches_end_on_segment_boundaries():
+    table = RouteTable([route(1, r"~/users/\d+"), route(2, r"~/v\d+/")])
+    assert winner(table, "/users/42abc/x") is None
+    assert table.match("GET", "h", "/users/42/x", {}).remainder == "/x"
+    found = table.match("GET", "h", "/v2/items", {})
+    assert (found.route.id, found.matched, found.remainder) == (2, "/v2/", "/items")
 
 
 def test_priority_then_conditions_then_age():

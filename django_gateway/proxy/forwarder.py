@@ -5,7 +5,9 @@ Retry policy, in one place:
 - the connection was never established (refused, connect timeout): any method, another instance;
 - the connection died before any response byte: idempotent methods, or any request carrying an
   ``Idempotency-Key``, and only while the body can still be replayed;
-- a read timeout or a malformed response: never retried (the upstream may have acted on it).
+- a read timeout or a malformed response: never retried (the upstream may have acted on it);
+- no new try starts once the route's ``timeout`` has passed since the first one, so a request
+  with retries ends within about twice ``timeout`` at worst.
 
 A pooled connection that turns out dead on first use is retried once on a fresh connection to the
 same instance under the same rules, without counting as an instance failure.
@@ -14,6 +16,7 @@ same instance under the same rules, without counting as an instance failure.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from functools import lru_cache
 
@@ -60,14 +63,16 @@ def get_transport() -> Transport:
     return _transport
 
 
-def _drop_pool_after_fork() -> None:
+def reset_transport() -> None:
+    """Drop the process's connection pool: after a fork (inherited sockets are not ours to
+    share with the parent) and between tests."""
     global _transport
     if _transport is not None:
         _transport.pool.clear()
     _transport = None
 
 
-os.register_at_fork(after_in_child=_drop_pool_after_fork)
+os.register_at_fork(after_in_child=reset_transport)
 
 
 def upstream_path(exchange: Exchange) -> str:
@@ -198,7 +203,10 @@ def forward(exchange: Exchange) -> HttpResponseBase:
     timeouts = _timeouts(exchange)
     tried: set[Instance] = set()
     last_error: GatewayError | None = None
-    for _ in range(1 + service.retries):
+    started = time.monotonic()
+    for attempt in range(1 + service.retries):
+        if attempt and time.monotonic() - started >= timeouts.total:
+            break  # retries never start once the route's deadline has passed
         try:
             instance = _pick(exchange, tried)
         except ServiceUnavailable:

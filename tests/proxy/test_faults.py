@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import socket
+import struct
 import time
 
 import pytest
@@ -208,3 +210,23 @@ def test_stale_pooled_connection_is_replaced_transparently(client):
         assert client.post("/api/x", data=b"once", content_type="text/plain").status_code == 200
         assert [r.method for r in upstream.requests] == ["GET", "POST"]
         assert upstream.connections_accepted == 2
+
+
+class SlowResetUpstream(ResetUpstream):
+    """Reads the request, waits, then resets: a failure that is retried but costs time."""
+
+    def _serve(self, sock, connection_id):
+        request = self._reader(sock, connection_id).read_request(head_only=True)
+        if request is not None:
+            self._record(request)
+        self._sleep(0.3)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+
+def test_retries_stop_once_the_deadline_has_passed(client):
+    with SlowResetUpstream() as first, SlowResetUpstream() as second, SlowResetUpstream() as third:
+        make_route(make_service(first, second, third, retries=2), paths=["/api"], timeout=0.5)
+        response = client.get("/api/x")
+        assert response.status_code == 502
+        # two tries of ~0.3 s each: the third would start after the 0.5 s deadline
+        assert first.request_count + second.request_count + third.request_count == 2
