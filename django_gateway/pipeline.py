@@ -60,7 +60,7 @@ class _RequestIds:
 
     def reseed(self) -> None:
         self._prefix = os.urandom(8).hex()
-        self._counter = itertools.count(int.from_bytes(os.urandom(4), "big"))
+        self._counter = itertools.count(int.from_bytes(os.urandom(8), "big"))
 
     def new(self) -> str:
         return f"{self._prefix}{next(self._counter) & 0xFFFFFFFFFFFFFFFF:016x}"

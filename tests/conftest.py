@@ -9,7 +9,8 @@ import pytest
 from django.conf import settings
 
 from django_gateway.models import Route, Service, Target
-from django_gateway.snapshot import holder
+from django_gateway.routing import CompiledRoute
+from django_gateway.snapshot import ServiceConfig, holder
 from django_gateway.testing.state import reset_gateway_state
 from django_gateway.testing.upstreams import EchoUpstream
 
@@ -70,3 +71,23 @@ def client() -> Any:
     from django.test import Client
 
     return Client(HTTP_HOST="testserver")
+
+
+#: A service for route-table tests that never proxy.
+TABLE_SERVICE = ServiceConfig(1, "svc", "http", "", 1.0, 1.0, 1.0, 0, True, ())
+
+
+def compiled_route(
+    id: int, *paths: str, hosts=(), methods=(), headers=None, priority=0, service=TABLE_SERVICE
+) -> CompiledRoute:
+    """A route as the snapshot compiles it, without the database."""
+    return CompiledRoute(
+        id=id,
+        name=f"r{id}",
+        service=service,
+        paths=paths,
+        hosts=tuple(hosts),
+        methods=frozenset(methods),
+        headers=tuple((k, frozenset(v)) for k, v in (headers or {}).items()),
+        priority=priority,
+    )

@@ -17,24 +17,11 @@ from django_gateway.operations import (
     request_environ,
     route_rows,
 )
-from django_gateway.routing import CompiledRoute, RouteTable, _make_entry
-from django_gateway.snapshot import ServiceConfig, build_snapshot
-from tests.conftest import make_route, make_service
+from django_gateway.routing import RouteTable, _make_entry
+from django_gateway.snapshot import build_snapshot
+from tests.conftest import compiled_route, make_route, make_service
 
-SERVICE = ServiceConfig(1, "svc", "http", "", 1.0, 1.0, 1.0, 0, True, ())
-
-
-def route(id: int, *paths: str, hosts=(), methods=(), headers=None, priority=0) -> CompiledRoute:
-    return CompiledRoute(
-        id=id,
-        name=f"r{id}",
-        service=SERVICE,
-        paths=paths,
-        hosts=tuple(hosts),
-        methods=frozenset(methods),
-        headers=tuple((k, frozenset(v)) for k, v in (headers or {}).items()),
-        priority=priority,
-    )
+route = compiled_route
 
 
 def why(routes, path="/api/x", host="api.example.com", method="GET", **environ) -> dict:

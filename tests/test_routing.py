@@ -2,26 +2,12 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import pytest
 
 from django_gateway.routing import CompiledRoute, RouteTable
+from tests.conftest import compiled_route
 
-SERVICE = SimpleNamespace(name="svc", path="")
-
-
-def route(id: int, *paths: str, hosts=(), methods=(), headers=None, priority=0) -> CompiledRoute:
-    return CompiledRoute(
-        id=id,
-        name=f"r{id}",
-        service=SERVICE,
-        paths=paths,
-        hosts=tuple(hosts),
-        methods=frozenset(methods),
-        headers=tuple((k, frozenset(v)) for k, v in (headers or {}).items()),
-        priority=priority,
-    )
+route = compiled_route
 
 
 def winner(table: RouteTable, path: str, host: str = "example.com", method: str = "GET", **env):

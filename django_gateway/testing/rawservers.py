@@ -28,8 +28,25 @@ DEFAULT_KEEP_BODY_LIMIT = 1 << 20
 _RECV_SIZE = 256 * 1024
 
 
+class HeaderLookup:
+    """Case-insensitive lookups over a ``headers`` list of ``(name, value)`` pairs, shared by the
+    recorded requests here and by test code that records responses the same way."""
+
+    headers: list[tuple[str, str]]
+
+    def header(self, name: str) -> str | None:
+        """The first value of header ``name`` (case-insensitive), or ``None``."""
+        values = self.header_all(name)
+        return values[0] if values else None
+
+    def header_all(self, name: str) -> list[str]:
+        """Every value of header ``name`` (case-insensitive), in received order."""
+        wanted = name.lower()
+        return [value for key, value in self.headers if key.lower() == wanted]
+
+
 @dataclass
-class RecordedRequest:
+class RecordedRequest(HeaderLookup):
     """One request exactly as an upstream received it, to assert on what the gateway sent.
 
     ``target``, ``headers`` and ``raw_head`` are kept verbatim (no decoding, no case folding):
@@ -53,16 +70,6 @@ class RecordedRequest:
 
     def __post_init__(self) -> None:
         self.path, _, self.query = self.target.partition("?")
-
-    def header(self, name: str) -> str | None:
-        """The first value of header ``name`` (case-insensitive), or ``None``."""
-        values = self.header_all(name)
-        return values[0] if values else None
-
-    def header_all(self, name: str) -> list[str]:
-        """Every value of header ``name`` (case-insensitive), in received order."""
-        wanted = name.lower()
-        return [value for key, value in self.headers if key.lower() == wanted]
 
 
 class _Message:
@@ -272,10 +279,16 @@ class LoopbackServer:
     join_timeout = 2.0
 
     def __init__(
-        self, host: str = "127.0.0.1", *, keep_body_limit: int = DEFAULT_KEEP_BODY_LIMIT
+        self,
+        host: str = "127.0.0.1",
+        *,
+        keep_body_limit: int = DEFAULT_KEEP_BODY_LIMIT,
+        port: int = 0,
     ) -> None:
         self.host = host
         self.keep_body_limit = keep_body_limit
+        #: The port to bind; 0 (the default) takes a free one.
+        self.wanted_port = port
         #: Unexpected exceptions raised while serving, so tests can assert there were none.
         self.errors: list[BaseException] = []
         self._port: int | None = None
@@ -294,13 +307,15 @@ class LoopbackServer:
     # -- lifecycle ---------------------------------------------------------------------------
 
     def start(self) -> Self:
-        """Bind an ephemeral port and start accepting; returns ``self``."""
+        """Bind ``port`` (a free one if 0) and start accepting; returns ``self``."""
         if self._listener is not None:
             raise RuntimeError(f"{type(self).__name__} is already running")
         family = socket.getaddrinfo(self.host, 0, type=socket.SOCK_STREAM)[0][0]
         listener = socket.socket(family, socket.SOCK_STREAM)
+        if self.wanted_port:  # rebind at once after a restart (TIME_WAIT); never shares a port
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            listener.bind((self.host, 0))
+            listener.bind((self.host, self.wanted_port))
             listener.listen(128)
             listener.setblocking(False)
         except OSError:

@@ -192,8 +192,9 @@ class EchoUpstream(LoopbackServer):
         host: str = "127.0.0.1",
         *,
         keep_body_limit: int = DEFAULT_KEEP_BODY_LIMIT,
+        port: int = 0,
     ) -> None:
-        super().__init__(host, keep_body_limit=keep_body_limit)
+        super().__init__(host, keep_body_limit=keep_body_limit, port=port)
         self.responder: Responder = responder or echo_reply
 
     def _serve(self, sock: socket.socket, connection_id: int) -> None:

@@ -422,3 +422,10 @@ def test_unused_port_refuses_connections() -> None:
 def test_port_before_start_is_an_error() -> None:
     with pytest.raises(RuntimeError):
         _ = EchoUpstream().url
+
+
+def test_a_fixed_port_can_be_asked_for():
+    port = unused_port()
+    with EchoUpstream(port=port) as upstream:
+        assert upstream.port == port
+        assert upstream.url.endswith(f":{port}")

@@ -32,6 +32,7 @@ import httptools
 import pytest
 
 from django_gateway.models import Route, Service, Target
+from django_gateway.testing.rawservers import HeaderLookup
 from django_gateway.testing.upstreams import EchoUpstream, unused_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -45,7 +46,7 @@ SYNC_TIMEOUT = 3.0
 
 
 @dataclass
-class RawResponse:
+class RawResponse(HeaderLookup):
     """One response exactly as it came off the client socket (header names keep their case)."""
 
     status: int = 0
@@ -55,14 +56,6 @@ class RawResponse:
     #: False when the connection closed before the message ended (what a HEAD response looks
     #: like to a parser that does not know the request was HEAD).
     complete: bool = False
-
-    def header(self, name: str) -> str | None:
-        values = self.header_all(name)
-        return values[0] if values else None
-
-    def header_all(self, name: str) -> list[str]:
-        wanted = name.lower()
-        return [value for key, value in self.headers if key.lower() == wanted]
 
     @property
     def header_names(self) -> set[str]:

@@ -64,7 +64,7 @@ class Command(BaseCommand):
         try:
             for upstream in upstreams:
                 upstream.start()
-                note = f" (port {upstream.wanted_port} was taken)" if upstream.fell_back else ""
+                note = f" (port {upstream.asked_port} was taken)" if upstream.fell_back else ""
                 self.stdout.write(f"Started echo upstream {upstream.name} at {upstream.url}{note}")
             self._seed([u.port for u in upstreams])
             self._print_tour(options["addrport"])
