@@ -13,6 +13,7 @@ W001  The configuration cache is per process, so changes are polled from the dat
 from __future__ import annotations
 
 import ipaddress
+import re
 from typing import Any
 
 from django.conf import settings
@@ -39,6 +40,8 @@ MUST_COME_AFTER = (
     "django.middleware.cache.CacheMiddleware",
 )
 
+_HEADER_TOKEN = re.compile(r"^[A-Za-z0-9-]+$")
+
 _NUMBERS = {
     "CONFIG_POLL_INTERVAL": (0.05, 3600),
     "EJECT_AFTER_FAILURES": (1, 1000),
@@ -46,9 +49,19 @@ _NUMBERS = {
     "POOL_MAX_IDLE_PER_HOST": (0, 10000),
     "POOL_IDLE_TIMEOUT": (0.1, 3600),
     "RETRY_AFTER_UNAVAILABLE": (1, 86400),
+    "API_KEY_CACHE_SIZE": (0, 10_000_000),
+    "LAST_USED_FLUSH_INTERVAL": (1, 86400),
+    "JWT_LEEWAY": (0, 3600),
+    "JWT_MAX_TOKEN_BYTES": (256, 1 << 20),
+    "JWKS_CACHE_SECONDS": (1, 86400 * 7),
+    "JWKS_MIN_REFRESH_INTERVAL": (0, 86400),
+    "JWKS_TIMEOUT": (0.05, 60),
+    "AUTH_FAILURE_LIMIT": (0, 1_000_000),
+    "AUTH_FAILURE_WINDOW": (1, 86400),
 }
-_BOOLEANS = ("ALLOW_LINK_LOCAL_UPSTREAMS", "REWRITE_LOCATION", "ACCESS_LOG")
-_STRINGS = ("CACHE_ALIAS", "VIA", "REQUEST_ID_HEADER")
+_BOOLEANS = ("ALLOW_LINK_LOCAL_UPSTREAMS", "REWRITE_LOCATION", "ACCESS_LOG", "JWT_REQUIRE_EXP")
+_STRINGS = ("CACHE_ALIAS", "VIA", "REQUEST_ID_HEADER", "JWT_KEY_CLAIM")
+_OPTIONAL_STRINGS = ("API_KEY_QUERY_PARAM", "JWT_COOKIE", "JWT_GROUPS_CLAIM")
 
 
 def check_middleware(**kwargs: Any) -> list[checks.CheckMessage]:
@@ -105,6 +118,24 @@ def _value_errors(name: str, value: Any) -> str | None:
         return "must be a number of bytes or None"
     elif name == "TRUSTED_PROXIES" and not isinstance(value, list | tuple):
         return "must be a list of CIDRs"
+    elif (
+        name in _OPTIONAL_STRINGS
+        and value is not None
+        and (not isinstance(value, str) or not value)
+    ):
+        return "must be a non-empty string or None"
+    elif (
+        name == "JWT_MAXIMUM_EXPIRATION"
+        and value is not None
+        and (isinstance(value, bool) or not isinstance(value, int | float) or value <= 0)
+    ):
+        return "must be a number of seconds or None"
+    elif name == "API_KEY_HEADERS" and (
+        not isinstance(value, list | tuple)
+        or not value
+        or not all(isinstance(v, str) and _HEADER_TOKEN.match(v) for v in value)
+    ):
+        return "must be a non-empty list of header names (dashes, not underscores)"
     return None
 
 

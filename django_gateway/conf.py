@@ -43,6 +43,34 @@ DEFAULTS: dict[str, Any] = {
     "RETRY_AFTER_UNAVAILABLE": 5,
     # Emit one log record per proxied request on the ``django_gateway.access`` logger.
     "ACCESS_LOG": True,
+    # --- authentication (docs/authentication.md) ---
+    # Request headers an API key is read from; the first one present is used.
+    "API_KEY_HEADERS": ["X-API-Key"],
+    # Query parameter an API key may be read from; None (the default) refuses keys in URLs.
+    "API_KEY_QUERY_PARAM": None,
+    # API keys remembered per process (an LRU cache emptied on every configuration change).
+    "API_KEY_CACHE_SIZE": 10000,
+    # Seconds between the batched writes of APIKey.last_used_at.
+    "LAST_USED_FLUSH_INTERVAL": 60.0,
+    # JWT: the claim naming the credential, clock leeway in seconds, whether exp is required,
+    # the longest lifetime accepted (exp - now, seconds; None: any), a cookie to read the token
+    # from (None: only Authorization: Bearer), a claim holding extra ACL groups, the largest token.
+    "JWT_KEY_CLAIM": "iss",
+    "JWT_LEEWAY": 10,
+    "JWT_REQUIRE_EXP": True,
+    "JWT_MAXIMUM_EXPIRATION": None,
+    "JWT_COOKIE": None,
+    "JWT_GROUPS_CLAIM": None,
+    "JWT_MAX_TOKEN_BYTES": 8192,
+    # JWKS: seconds a fetched key set is kept, the fewest seconds between fetches triggered by an
+    # unknown kid, and the fetch timeout.
+    "JWKS_CACHE_SECONDS": 300,
+    "JWKS_MIN_REFRESH_INTERVAL": 30,
+    "JWKS_TIMEOUT": 2.0,
+    # Brute force: after this many failed authentications from one client address within the
+    # window (seconds), further attempts get 429 until the window ends; 0 turns it off.
+    "AUTH_FAILURE_LIMIT": 20,
+    "AUTH_FAILURE_WINDOW": 60,
 }
 
 

@@ -6,8 +6,11 @@ Every failure on the request path is *raised* as one of these and turned into an
     GatewayError (500, never raised on purpose: a 500 is a bug)
     ├── BadRequest (400)
     │   └── HostMissing
+    ├── Unauthorized (401)           missing or invalid credentials; carries WWW-Authenticate
+    ├── Forbidden (403)              known, but not allowed (ACL groups, IP rules)
     ├── LengthRequired (411)
     ├── PayloadTooLarge (413)
+    ├── TooManyRequests (429)        carries Retry-After
     ├── NotImplementedFraming (501)
     ├── BadGateway (502)             connection refused/reset, unparsable upstream response
     │   └── UpstreamConnectError     the connection was never established (safe to retry anything)
@@ -28,9 +31,16 @@ class GatewayError(Exception):
     title = "Internal Gateway Error"
     default_detail = "The gateway failed to handle the request."
 
-    def __init__(self, detail: str | None = None, *, retry_after: int | None = None) -> None:
+    def __init__(
+        self,
+        detail: str | None = None,
+        *,
+        retry_after: int | None = None,
+        www_authenticate: str | None = None,
+    ) -> None:
         self.detail = detail or self.default_detail
         self.retry_after = retry_after
+        self.www_authenticate = www_authenticate
         super().__init__(self.detail)
 
 
@@ -42,6 +52,24 @@ class BadRequest(GatewayError):
 
 class HostMissing(BadRequest):
     default_detail = "HTTP/1.1 requests must carry a Host header."
+
+
+class Unauthorized(GatewayError):
+    status = 401
+    title = "Unauthorized"
+    default_detail = "Valid credentials are required."
+
+
+class Forbidden(GatewayError):
+    status = 403
+    title = "Forbidden"
+    default_detail = "You are not allowed to use this route."
+
+
+class TooManyRequests(GatewayError):
+    status = 429
+    title = "Too Many Requests"
+    default_detail = "Too many requests; retry later."
 
 
 class LengthRequired(GatewayError):
@@ -109,4 +137,6 @@ def problem_response(
     response[request_id_header] = request_id
     if error.retry_after is not None:
         response["Retry-After"] = str(error.retry_after)
+    if error.www_authenticate:
+        response["WWW-Authenticate"] = error.www_authenticate
     return response

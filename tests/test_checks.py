@@ -49,6 +49,15 @@ def test_middleware_checks(middleware, expected):
         ({"TRUSTED_PROXIES": "10.0.0.0/8"}, ["django_gateway.E005"]),
         ({"TRUSTED_PROXIES": ["10.0.0.0/8", "not-a-cidr"]}, ["django_gateway.E006"]),
         ({"CACHE_ALIAS": "missing"}, ["django_gateway.E007"]),
+        ({"API_KEY_HEADERS": ["X_API_Key"]}, ["django_gateway.E005"]),
+        ({"API_KEY_HEADERS": []}, ["django_gateway.E005"]),
+        ({"API_KEY_HEADERS": ["X-API-Key", "Apikey"]}, []),
+        ({"API_KEY_QUERY_PARAM": ""}, ["django_gateway.E005"]),
+        ({"API_KEY_QUERY_PARAM": "apikey"}, []),
+        ({"JWT_MAXIMUM_EXPIRATION": 0}, ["django_gateway.E005"]),
+        ({"JWT_MAXIMUM_EXPIRATION": 3600}, []),
+        ({"JWT_REQUIRE_EXP": "no"}, ["django_gateway.E005"]),
+        ({"AUTH_FAILURE_LIMIT": -1}, ["django_gateway.E005"]),
     ],
 )
 def test_settings_checks(gateway, expected):

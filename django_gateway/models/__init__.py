@@ -1,7 +1,19 @@
 """The gateway's configuration, stored as ordinary rows (DESIGN §2)."""
 
-from .routes import Route
+from .consumers import APIKey, Consumer, JWTAlgorithm, JWTCredential
+from .routes import Authentication, Route
 from .services import Protocol, Service, Target
 from .state import ConfigRevision
 
-__all__ = ["ConfigRevision", "Protocol", "Route", "Service", "Target"]
+__all__ = [
+    "APIKey",
+    "Authentication",
+    "ConfigRevision",
+    "Consumer",
+    "JWTAlgorithm",
+    "JWTCredential",
+    "Protocol",
+    "Route",
+    "Service",
+    "Target",
+]

@@ -11,6 +11,13 @@ from . import validation
 from .services import Service
 
 
+class Authentication(models.TextChoices):
+    NONE = "none", _("none: open route")
+    KEY = "key", _("API key")
+    JWT = "jwt", _("JWT")
+    ANY = "any", _("API key or JWT")
+
+
 class Route(models.Model):
     """Matches requests by host, path prefix (or ``~regex``), method and headers."""
 
@@ -49,6 +56,34 @@ class Route(models.Model):
         blank=True,
         help_text=_("Largest request body in bytes; empty uses GATEWAY['MAX_BODY_SIZE']."),
     )
+    authentication = models.CharField(
+        max_length=4, choices=Authentication.choices, default=Authentication.NONE
+    )
+    anonymous_consumer = models.ForeignKey(
+        "django_gateway.Consumer",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text=_(
+            "Requests without valid credentials proceed as this consumer (Kong's anonymous)."
+        ),
+    )
+    hide_credentials = models.BooleanField(
+        default=True, help_text=_("Remove the credential from the request before proxying.")
+    )
+    allowed_groups = models.JSONField(
+        default=list, blank=True, help_text=_("Only consumers in one of these groups may pass.")
+    )
+    denied_groups = models.JSONField(
+        default=list, blank=True, help_text=_("Consumers in any of these groups are refused.")
+    )
+    allowed_ips = models.JSONField(
+        default=list, blank=True, help_text=_("Only clients in these networks may pass (CIDRs).")
+    )
+    denied_ips = models.JSONField(
+        default=list, blank=True, help_text=_("Clients in these networks are refused (CIDRs).")
+    )
     enabled = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -67,6 +102,10 @@ class Route(models.Model):
             ("hosts", validation.route_hosts),
             ("methods", validation.route_methods),
             ("headers", validation.route_headers),
+            ("allowed_groups", validation.group_names),
+            ("denied_groups", validation.group_names),
+            ("allowed_ips", validation.cidr_list),
+            ("denied_ips", validation.cidr_list),
         ):
             try:
                 setattr(self, field, rule(getattr(self, field)))
@@ -74,5 +113,9 @@ class Route(models.Model):
                 errors[field] = exc.messages
         if not errors and not (self.paths or self.hosts or self.headers):
             errors["paths"] = [_("A route needs at least one path, host or header to match on.")]
+        if (self.allowed_groups or self.denied_groups) and self.authentication == "none":
+            errors.setdefault("allowed_groups", []).append(
+                _("Group rules need an authenticated consumer: choose an authentication mode.")
+            )
         if errors:
             raise ValidationError(errors)

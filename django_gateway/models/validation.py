@@ -112,3 +112,32 @@ def route_headers(value: object) -> dict[str, list[str]]:
             raise ValidationError(f"Header {name!r} needs a list of accepted values.")
         headers[header_name(str(name)).lower()] = [header_value(str(v)) for v in values]
     return headers
+
+
+_GROUP = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,99}$")
+
+
+def group_names(value: object) -> list[str]:
+    """ACL group names: sent upstream in ``X-Consumer-Groups``, so plain tokens only."""
+    groups = []
+    for raw in _as_list(value, "groups"):
+        name = str(raw).strip()
+        if not _GROUP.match(name):
+            raise ValidationError(
+                f"{raw!r} is not a group name (letters, digits and _ . : @ -, up to 100)."
+            )
+        groups.append(name)
+    return list(dict.fromkeys(groups))
+
+
+def cidr_list(value: object) -> list[str]:
+    """IP networks for route allow/deny lists, stored canonical (``10.0.0.0/8``)."""
+    import ipaddress
+
+    networks = []
+    for raw in _as_list(value, "ips"):
+        try:
+            networks.append(str(ipaddress.ip_network(str(raw).strip(), strict=False)))
+        except ValueError as exc:
+            raise ValidationError(f"{raw!r} is not an IP address or network.") from exc
+    return list(dict.fromkeys(networks))
