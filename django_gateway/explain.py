@@ -31,6 +31,7 @@ from .proxy.forwarder import body_limit, forward_context, upstream_target
 from .proxy.headers import environ_headers, request_headers
 from .proxy.pool import Endpoint
 from .routing import CompiledRoute, RouteMatch, RouteTable
+from .snapshot import Snapshot
 
 HOST_CLASSES = ("exact host", "wildcard host", "no host")
 
@@ -285,7 +286,8 @@ def _upstream(
 ) -> tuple[UpstreamPreview, str | None]:
     """What the forwarder would send for this match, and why the gateway might answer itself."""
     request = WSGIRequest(env)
-    exchange = new_exchange(request, path, match)
+    # The tester previews forwarding only; credentials are not looked up, so no snapshot data.
+    exchange = new_exchange(request, path, match, Snapshot("explain", RouteTable(()), {}))
     route, service = match.route, match.route.service
     refusal = None
     if not env.get("HTTP_HOST") and env.get("SERVER_PROTOCOL") == "HTTP/1.1":

@@ -40,7 +40,7 @@ def gateway_response(request: HttpRequest) -> HttpResponseBase | None:
     Shared by the middleware and the WSGI entry point (:mod:`django_gateway.wsgi`).
     """
     try:
-        table = get_snapshot().routes
+        snapshot = get_snapshot()
     except Exception:
         logger.exception("The gateway configuration could not be loaded")
         return _refuse(
@@ -50,6 +50,7 @@ def gateway_response(request: HttpRequest) -> HttpResponseBase | None:
                 retry_after=gateway_settings.RETRY_AFTER_UNAVAILABLE,
             ),
         )
+    table = snapshot.routes
     if not table.routes:
         return None
     environ = request.META
@@ -69,7 +70,7 @@ def gateway_response(request: HttpRequest) -> HttpResponseBase | None:
         return _refuse(request, HostMissing())
     if not _host_allowed(request):  # ALLOWED_HOSTS applies to proxied requests too
         return _refuse(request, BadRequest("The Host header is not in ALLOWED_HOSTS."))
-    return handle(new_exchange(request, path, match))
+    return handle(new_exchange(request, path, match, snapshot))
 
 
 _ALLOWED_HOSTS_SEEN_LIMIT = 1024

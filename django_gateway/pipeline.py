@@ -12,16 +12,20 @@ import logging
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.http import HttpRequest
 from django.http.response import HttpResponseBase
 
+from .auth.base import CredentialUse, Identity
 from .conf import gateway_settings
 from .exceptions import GatewayError, problem_response
 from .netpolicy import client_address, peer_is_trusted
 from .proxy.headers import valid_request_id
 from .routing import CompiledRoute, RouteMatch
+
+if TYPE_CHECKING:
+    from .snapshot import Snapshot
 
 access_logger = logging.getLogger("django_gateway.access")
 logger = logging.getLogger(__name__)
@@ -38,9 +42,12 @@ class Exchange:
     peer: str
     client_ip: str
     peer_trusted: bool
+    snapshot: Snapshot
     started: float = field(default_factory=time.perf_counter)
     upstream: str = ""  # "host:port" of the instance that answered (or failed last)
     tries: int = 0
+    identity: Identity | None = None  # set by authentication
+    credential_use: CredentialUse = field(default_factory=CredentialUse)  # for hide_credentials
 
     @property
     def route(self) -> CompiledRoute:
@@ -79,7 +86,9 @@ def request_id_for(environ: dict[str, Any]) -> str:
     return incoming if valid_request_id(incoming) else new_request_id()
 
 
-def new_exchange(request: HttpRequest, path: str, match: RouteMatch) -> Exchange:
+def new_exchange(
+    request: HttpRequest, path: str, match: RouteMatch, snapshot: Snapshot
+) -> Exchange:
     environ = request.META
     peer = environ.get("REMOTE_ADDR", "")
     return Exchange(
@@ -92,26 +101,35 @@ def new_exchange(request: HttpRequest, path: str, match: RouteMatch) -> Exchange
         peer=peer,
         client_ip=client_address(peer, environ.get("HTTP_X_FORWARDED_FOR")),
         peer_trusted=peer_is_trusted(peer),
+        snapshot=snapshot,
     )
 
 
-def _forward():  # type: ignore[no-untyped-def]
-    """The forwarder, imported on first use: it imports this module."""
-    global _forward_function
-    if _forward_function is None:
+def _stages():  # type: ignore[no-untyped-def]
+    """The stages in order, imported on first use: they import this module.
+
+    IP rules (403) before authentication (401, 429), group ACLs (401/403) after it, then proxy.
+    """
+    global _stage_functions
+    if _stage_functions is None:
+        from .auth import authenticate
+        from .permissions import check_groups, restrict_ip
         from .proxy.forwarder import forward
 
-        _forward_function = forward
-    return _forward_function
+        _stage_functions = (restrict_ip, authenticate, check_groups), forward
+    return _stage_functions
 
 
-_forward_function = None
+_stage_functions = None
 
 
 def handle(exchange: Exchange) -> HttpResponseBase:
     """Run a matched request to its response; errors become problem+json, never a 500."""
+    checks, forward = _stages()
     try:
-        response = _forward()(exchange)
+        for check in checks:
+            check(exchange)
+        response = forward(exchange)
     except GatewayError as error:
         response = problem_response(
             error,

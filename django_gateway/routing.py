@@ -40,6 +40,13 @@ class CompiledRoute:
     read_timeout: float | None = None
     timeout: float | None = None
     max_body_size: int | None = None
+    authentication: str = "none"
+    anonymous_consumer: Any = None  # auth.base.ConsumerConfig, resolved when the snapshot is built
+    hide_credentials: bool = True
+    allowed_groups: frozenset[str] = frozenset()
+    denied_groups: frozenset[str] = frozenset()
+    allowed_ips: tuple[Any, ...] = ()  # ipaddress networks
+    denied_ips: tuple[Any, ...] = ()
 
     @property
     def specificity(self) -> int:

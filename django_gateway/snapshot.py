@@ -11,11 +11,15 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from .auth.api_key import KeyStore
+from .auth.base import ConsumerConfig
+from .auth.jwt import JWTCredentialConfig, compile_credential
 from .balancing import Instance
 from .conf import gateway_settings
-from .models import Route, Service
+from .models import Consumer, JWTCredential, Route, Service
+from .netpolicy import parse_networks
 from .routing import CompiledRoute, RouteTable
 from .versioning import current_version
 
@@ -41,6 +45,11 @@ class Snapshot:
     version: str
     routes: RouteTable
     services: dict[str, ServiceConfig]
+    consumers: dict[int, ConsumerConfig] = field(default_factory=dict)
+    jwt_credentials: dict[str, JWTCredentialConfig] = field(default_factory=dict)
+    #: API keys are looked up on demand through this per-snapshot cache, so a configuration
+    #: change (a revoked key) empties it everywhere within CONFIG_POLL_INTERVAL.
+    api_keys: KeyStore = field(default_factory=KeyStore)
 
 
 def _service_config(service: Service) -> ServiceConfig:
@@ -63,7 +72,18 @@ def _service_config(service: Service) -> ServiceConfig:
     )
 
 
-def _compile_route(route: Route, service: ServiceConfig) -> CompiledRoute:
+def _consumer_config(consumer: Consumer) -> ConsumerConfig:
+    return ConsumerConfig(
+        id=consumer.pk,
+        username=consumer.username,
+        custom_id=consumer.custom_id,
+        groups=frozenset(consumer.groups or ()),
+    )
+
+
+def _compile_route(
+    route: Route, service: ServiceConfig, consumers: dict[int, ConsumerConfig]
+) -> CompiledRoute:
     return CompiledRoute(
         id=route.pk,
         name=route.name,
@@ -81,6 +101,13 @@ def _compile_route(route: Route, service: ServiceConfig) -> CompiledRoute:
         read_timeout=route.read_timeout,
         timeout=route.timeout,
         max_body_size=route.max_body_size,
+        authentication=route.authentication,
+        anonymous_consumer=consumers.get(route.anonymous_consumer_id),  # type: ignore[arg-type]
+        hide_credentials=route.hide_credentials,
+        allowed_groups=frozenset(route.allowed_groups or ()),
+        denied_groups=frozenset(route.denied_groups or ()),
+        allowed_ips=parse_networks(route.allowed_ips or ()),
+        denied_ips=parse_networks(route.denied_ips or ()),
     )
 
 
@@ -91,11 +118,22 @@ def build_snapshot(version: str = "") -> Snapshot:
         for s in Service.objects.filter(enabled=True).prefetch_related("targets")
     }
     by_id = {s.id: s for s in services.values()}
+    consumers = {c.pk: _consumer_config(c) for c in Consumer.objects.filter(enabled=True)}
     routes = [
-        _compile_route(route, by_id[route.service_id])
+        _compile_route(route, by_id[route.service_id], consumers)
         for route in Route.objects.filter(enabled=True, service__enabled=True)
     ]
-    return Snapshot(version=version, routes=RouteTable(routes), services=services)
+    jwt_credentials = {
+        credential.key: compile_credential(credential)
+        for credential in JWTCredential.objects.filter(consumer_id__in=consumers)
+    }
+    return Snapshot(
+        version=version,
+        routes=RouteTable(routes),
+        services=services,
+        consumers=consumers,
+        jwt_credentials=jwt_credentials,
+    )
 
 
 class SnapshotHolder:

@@ -19,6 +19,7 @@ import os
 import time
 from collections.abc import Callable
 from functools import lru_cache
+from urllib.parse import unquote_plus
 
 from django.http.response import HttpResponseBase
 
@@ -39,6 +40,7 @@ from .headers import (
     ForwardContext,
     LocationRewrite,
     environ_headers,
+    identity_headers,
     request_headers,
     response_headers,
 )
@@ -90,14 +92,27 @@ def body_limit(route: CompiledRoute) -> int | None:
 
 
 def upstream_target(exchange: Exchange) -> str:
-    """The request-line target: the canonical path re-encoded, the query byte for byte."""
+    """The request-line target: the canonical path re-encoded, the query byte for byte (less a
+    credential that ``hide_credentials`` removes)."""
     query = exchange.environ.get("QUERY_STRING", "")
+    hidden = exchange.credential_use.query_param
+    if hidden and query and exchange.route.hide_credentials:
+        query = without_query_param(query, hidden)
     return encode_path(upstream_path(exchange)) + ("?" + query if query else "")
+
+
+def without_query_param(query: str, name: str) -> str:
+    """``query`` minus every ``name=...`` item; the other items are kept byte for byte."""
+    return "&".join(
+        item for item in query.split("&") if unquote_plus(item.partition("=")[0]) != name
+    )
 
 
 def forward_context(exchange: Exchange) -> ForwardContext:
     """What the upstream is told about the request; ``upstream_host`` is set per instance."""
     route, environ = exchange.route, exchange.environ
+    used = exchange.credential_use
+    hide = route.hide_credentials and bool(used)
     return ForwardContext(
         peer=exchange.peer,
         client_ip=exchange.client_ip,
@@ -111,6 +126,9 @@ def forward_context(exchange: Exchange) -> ForwardContext:
         request_id=exchange.request_id,
         request_id_header=gateway_settings.REQUEST_ID_HEADER,
         via=gateway_settings.VIA,
+        identity=identity_headers(exchange.identity),
+        hidden_headers=frozenset(used.headers) if hide else frozenset(),
+        hidden_cookie=used.cookie if hide else None,
     )
 
 

@@ -14,8 +14,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..auth.base import Identity
 
 HOP_BY_HOP = frozenset(
     {
@@ -56,6 +59,11 @@ class ForwardContext:
     request_id: str
     request_id_header: str
     via: str
+    #: Headers asserting who the consumer is (X-Consumer-*, X-Credential-Identifier, ...).
+    identity: list[tuple[str, str]] = field(default_factory=list)
+    #: Credentials removed before proxying (hide_credentials): header names, and a cookie name.
+    hidden_headers: frozenset[str] = frozenset()
+    hidden_cookie: str | None = None
 
 
 def valid_request_id(value: str | None) -> bool:
@@ -131,11 +139,19 @@ def request_headers(
     ]
     forwarded_for = via = None
     kept_forwarded = set()
+    hidden = ctx.hidden_headers
     for name, value in incoming:
         kind = _kind(name)
         if kind == _PASS:
-            if name != request_id_header and not (dropped and name in dropped):
-                out.append((name, value))
+            if name == request_id_header or (dropped and name in dropped):
+                continue
+            if hidden and name in hidden:
+                continue
+            if name == "cookie" and ctx.hidden_cookie:
+                value = without_cookie(value, ctx.hidden_cookie)
+                if not value:
+                    continue
+            out.append((name, value))
         elif kind == _XFF:
             forwarded_for = value
         elif kind == _VIA:
@@ -154,11 +170,36 @@ def request_headers(
             out.append((name, value))
     out.append(("X-Real-IP", ctx.client_ip))
     out.append((ctx.request_id_header, ctx.request_id))
+    out.extend(ctx.identity)
     if ctx.via:
         out.append(("Via", f"{via}, 1.1 {ctx.via}" if via else f"1.1 {ctx.via}"))
     elif via:
         out.append(("Via", via))
     return out
+
+
+def without_cookie(header: str, name: str) -> str:
+    """A ``Cookie`` header value without the cookie ``name`` (the others kept as sent)."""
+    kept = [part for part in header.split(";") if part.strip().partition("=")[0] != name]
+    return ";".join(kept).strip()
+
+
+def identity_headers(identity: Identity | None) -> list[tuple[str, str]]:
+    """What the upstream is told about the consumer (Kong's names); empty when anonymous routes
+    let nobody in or the route is open."""
+    if identity is None:
+        return []
+    consumer = identity.consumer
+    headers = [("X-Consumer-ID", str(consumer.id)), ("X-Consumer-Username", consumer.username)]
+    if consumer.custom_id:
+        headers.append(("X-Consumer-Custom-ID", consumer.custom_id))
+    if identity.groups:
+        headers.append(("X-Consumer-Groups", ", ".join(sorted(identity.groups))))
+    if identity.anonymous:
+        headers.append(("X-Anonymous-Consumer", "true"))
+    else:
+        headers.append(("X-Credential-Identifier", identity.credential))
+    return headers
 
 
 def response_headers(

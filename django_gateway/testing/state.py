@@ -15,7 +15,10 @@ from __future__ import annotations
 
 
 def reset_gateway_state() -> None:
-    """Forget the snapshot, ejections, balancer positions and pooled connections of this process."""
+    """Forget the snapshot, ejections, balancer positions, pooled connections, brute-force blocks,
+    queued key uses and fetched JWKS documents of this process."""
+    from ..auth import jwks, usage
+    from ..auth.bruteforce import failures
     from ..balancing import balancers
     from ..health import health
     from ..proxy import forwarder
@@ -25,3 +28,6 @@ def reset_gateway_state() -> None:
     health.reset()
     balancers.reset()
     forwarder.reset_transport()
+    failures.reset()
+    usage.recorder.reset()
+    jwks.cache.reset()

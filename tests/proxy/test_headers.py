@@ -206,3 +206,50 @@ REWRITE = LocationRewrite(
 )
 def test_location_rewrite(location, rewritten):
     assert REWRITE.rewrite(location) == rewritten
+
+
+def test_identity_headers_are_appended_and_client_copies_dropped():
+    from django_gateway.auth.base import ConsumerConfig, Identity
+    from django_gateway.proxy.headers import identity_headers
+
+    consumer = ConsumerConfig(7, "alice", "crm-42", frozenset({"staff", "beta"}))
+    identity = identity_headers(Identity(consumer, "gw_abc", consumer.groups))
+    out, seen = upstream_view(
+        [("x-consumer-id", "1"), ("x-credential-identifier", "forged")],
+        _replace(identity=identity),
+    )
+    assert seen["x-consumer-id"] == "7" and seen["x-consumer-username"] == "alice"
+    assert seen["x-consumer-custom-id"] == "crm-42"
+    assert seen["x-consumer-groups"] == "beta, staff"
+    assert seen["x-credential-identifier"] == "gw_abc"
+    assert [n.lower() for n, _ in out].count("x-consumer-id") == 1
+    anonymous = identity_headers(Identity(consumer, "", frozenset(), anonymous=True))
+    assert ("X-Anonymous-Consumer", "true") in anonymous
+    assert "X-Credential-Identifier" not in dict(anonymous)
+
+
+def test_hidden_credentials_are_not_forwarded():
+    _, seen = upstream_view(
+        [("x-api-key", "secret"), ("authorization", "Bearer t"), ("cookie", "a=1; jwt=t; b=2")],
+        _replace(hidden_headers=frozenset({"x-api-key"}), hidden_cookie="jwt"),
+    )
+    assert "x-api-key" not in seen
+    assert seen["authorization"] == "Bearer t"
+    assert seen["cookie"] == "a=1; b=2"
+    _, seen = upstream_view([("cookie", "jwt=t")], _replace(hidden_cookie="jwt"))
+    assert "cookie" not in seen
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("apikey=s&a=%2F&b=1", "a=%2F&b=1"),
+        ("a=1&apikey=s&apikey=t&&c", "a=1&&c"),
+        ("api%6Bey=s&x=1", "x=1"),
+        ("apikeyx=1", "apikeyx=1"),
+    ],
+)
+def test_hidden_query_parameter_is_removed_and_the_rest_kept_byte_for_byte(query, expected):
+    from django_gateway.proxy.forwarder import without_query_param
+
+    assert without_query_param(query, "apikey") == expected

@@ -1,0 +1,279 @@
+"""JWT bearer authentication: tokens verified against the credential their key claim names.
+
+The token says which credential it claims (``JWT_KEY_CLAIM``, ``iss`` by default); the credential
+alone decides how it is verified: its one algorithm (a token announcing any other is refused, which
+is what defeats ``alg: none`` and HS256-signed-with-the-RSA-public-key), and its own key material
+or JWKS URL. Header-supplied keys (``jku``, ``x5u``, ``jwk``, ``x5c``) are never looked at.
+
+Key material is prepared once, when the snapshot is built (:func:`compile_credential`), so the
+request path parses no PEM and, JWKS aside (see :mod:`.jwks`), touches no network.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import math
+import time
+from contextlib import suppress
+from dataclasses import dataclass
+from functools import reduce
+from typing import TYPE_CHECKING, Any
+
+import jwt as pyjwt
+from django.core.exceptions import ValidationError
+from jwt.algorithms import HMACAlgorithm
+
+from ..conf import gateway_settings
+from ..exceptions import Unauthorized
+from ..models.validation import group_names
+from . import jwks
+from .base import Identity
+
+if TYPE_CHECKING:
+    from ..models import JWTCredential
+    from ..pipeline import Exchange
+
+logger = logging.getLogger(__name__)
+
+_MAX_GROUPS = 100  # names read from a groups claim; the rest are ignored
+# Tokens are decoded through PyJWT's public API only: its own checks (base64 alphabet and padding
+# included) are the ones that run, whatever a later PyJWT adds to them.
+_decoder = pyjwt.PyJWT()
+
+
+@dataclass(frozen=True, slots=True)
+class JWTCredentialConfig:
+    """A JWT credential as the snapshot holds it, with its verification material ready to use."""
+
+    key: str
+    consumer_id: int
+    algorithm: str
+    #: HS*: the secret as bytes; RS*/PS*/ES*/EdDSA: a loaded public key; None with a JWKS URL.
+    material: bytes | jwks.PublicKey | None
+    jwks_url: str = ""
+    audience: str = ""
+    #: False when the material could not be loaded: every token for this credential is refused.
+    usable: bool = True
+
+
+def _material(
+    algorithm: str, secret: str, public_key: str, jwks_url: str
+) -> bytes | jwks.PublicKey | None:
+    """The verification material (None: a JWKS URL), or ``ValidationError`` keyed by field.
+
+    One rule set for ``JWTCredential.clean`` and the snapshot: one kind of material per algorithm.
+    Messages never quote the secret or the key."""
+
+    def bad(field: str, message: str) -> ValidationError:
+        return ValidationError({field: message})
+
+    public_key = public_key.strip()
+    if algorithm in jwks.HMAC_MIN_BYTES:
+        if public_key or jwks_url:
+            field = "public_key" if public_key else "jwks_url"
+            raise bad(field, f"{algorithm} uses the secret only; leave this empty.")
+        data, minimum = secret.encode(), jwks.HMAC_MIN_BYTES[algorithm]
+        if len(data) < minimum:
+            raise bad("secret", f"{algorithm} needs a secret of at least {minimum} bytes.")
+        try:
+            return HMACAlgorithm(HMACAlgorithm.SHA256).prepare_key(data)
+        except pyjwt.InvalidKeyError:
+            raise bad("secret", "This looks like a key or certificate, not a secret.") from None
+    if algorithm not in jwks.ASYMMETRIC:
+        raise bad("algorithm", f"Unsupported algorithm {algorithm!r}.")
+    if secret:
+        raise bad("secret", f"{algorithm} verifies with a public key; leave the secret empty.")
+    if public_key and jwks_url:
+        raise bad("jwks_url", "Give either a public key or a JWKS URL, not both.")
+    field = "public_key" if public_key or not jwks_url else "jwks_url"
+    try:
+        if public_key:
+            return jwks.load_public_key(public_key, algorithm)
+        if jwks_url:
+            jwks.check_url(jwks_url)
+            return None
+    except ValueError as exc:
+        raise bad(field, str(exc)) from None
+    raise bad(field, f"{algorithm} needs a PEM public key, or a JWKS URL.")
+
+
+def credential_material(credential: JWTCredential) -> bytes | jwks.PublicKey | None:
+    """Also ``JWTCredential.clean``'s check: the admin refuses what the snapshot would."""
+    c = credential
+    return _material(c.algorithm, c.secret or "", c.public_key or "", c.jwks_url or "")
+
+
+_warned: set[tuple[str, str]] = set()
+
+
+def compile_credential(credential: JWTCredential) -> JWTCredentialConfig:
+    """Prepare a credential for the snapshot; bad material yields a config that refuses all tokens
+    (logged once per credential and problem) instead of breaking the whole snapshot build."""
+    common: dict[str, Any] = {
+        "key": credential.key,
+        "consumer_id": credential.consumer_id,
+        "algorithm": credential.algorithm,
+        "audience": credential.audience,
+    }
+    try:
+        material = credential_material(credential)
+    except ValidationError as exc:
+        problem = " ".join(exc.messages)
+        if (credential.key, problem) not in _warned:
+            _warned.add((credential.key, problem))
+            logger.warning("JWT credential %r refuses every token: %s", credential.key, problem)
+        return JWTCredentialConfig(material=None, usable=False, **common)
+    jwks_url = credential.jwks_url if material is None else ""
+    return JWTCredentialConfig(material=material, jwks_url=jwks_url, **common)
+
+
+def _find_token(exchange: Exchange) -> str | None:
+    """The token, from ``Authorization: Bearer`` or else the ``JWT_COOKIE`` cookie; where it was
+    is recorded before any check, so ``hide_credentials`` strips it on every path."""
+    header = exchange.environ.get("HTTP_AUTHORIZATION")
+    if header:
+        scheme, _, rest = header.strip().partition(" ")
+        if scheme.lower() == "bearer":
+            exchange.credential_use.headers.add("authorization")
+            return rest.strip()
+    cookie = gateway_settings.JWT_COOKIE
+    if cookie:
+        value = exchange.request.COOKIES.get(cookie)
+        if value:
+            exchange.credential_use.cookie = cookie
+            return value.strip()
+    return None
+
+
+def _unverified(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Header and payload, unverified: enough to pick the credential, trusted for nothing else.
+    (Padding is added generously: base64 ignores the surplus.)"""
+    parts = token.split(".")
+    if len(parts) == 3:
+        try:
+            header, payload = (json.loads(base64.urlsafe_b64decode(p + "=" * 3)) for p in parts[:2])
+        except (ValueError, TypeError, RecursionError):  # binascii.Error is a ValueError
+            header = payload = None
+        if isinstance(header, dict) and isinstance(payload, dict):
+            return header, payload
+    raise Unauthorized("The bearer token is malformed.")
+
+
+def _numeric(value: object) -> bool:
+    """A NumericDate (RFC 7519): a JSON number; not a string, a boolean, NaN or infinity."""
+    return type(value) in (int, float) and math.isfinite(value)  # type: ignore[arg-type]
+
+
+_ERRORS: tuple[tuple[type[pyjwt.PyJWTError], str], ...] = (
+    (pyjwt.ExpiredSignatureError, "The token has expired."),
+    (pyjwt.ImmatureSignatureError, "The token is not valid yet (nbf or iat is in the future)."),
+    (pyjwt.InvalidAudienceError, "The token's audience (aud) is not accepted."),
+    (pyjwt.InvalidSignatureError, "The token's signature is invalid."),
+    (pyjwt.InvalidAlgorithmError, "The token's algorithm is not accepted for this credential."),
+)
+
+
+def _translate(exc: pyjwt.PyJWTError) -> Unauthorized:
+    if isinstance(exc, pyjwt.MissingRequiredClaimError):  # only claims we asked for: exp, aud
+        return Unauthorized(f"The token lacks the required {exc.claim!r} claim.")
+    found = (detail for kind, detail in _ERRORS if isinstance(exc, kind))
+    return Unauthorized(next(found, "The bearer token is invalid."))
+
+
+def _verify(token: str, header: dict[str, Any], config: JWTCredentialConfig) -> dict[str, Any]:
+    """The verified claims: signature with the credential's key(s), then the standard claims."""
+    if config.material is not None:
+        keys: tuple[Any, ...] = (config.material,)
+    else:
+        kid = header.get("kid")
+        if kid is not None and not isinstance(kid, str):
+            raise Unauthorized("The bearer token is malformed.")
+        keys = jwks.cache.keys(config.jwks_url, config.algorithm, kid)
+        if not keys:
+            raise Unauthorized("No key of the credential's key set matches this token.")
+    settings = gateway_settings
+    require = ["exp"] if settings.JWT_REQUIRE_EXP or settings.JWT_MAXIMUM_EXPIRATION else []
+    options: Any = {
+        "require": require + (["aud"] if config.audience else []),
+        "verify_aud": bool(config.audience),  # no audience configured: aud is not checked
+        "verify_iss": False,  # the key claim already picked the credential
+        "enforce_minimum_key_length": True,
+    }
+    for key in keys:  # one key, except for a kid-less token and a JWKS with several matches
+        try:
+            return _decoder.decode(
+                token,
+                key,
+                algorithms=[config.algorithm],
+                options=options,
+                audience=config.audience or None,
+                leeway=settings.JWT_LEEWAY,
+            )
+        except pyjwt.InvalidSignatureError:
+            continue
+        except pyjwt.PyJWTError as exc:
+            raise _translate(exc) from None
+    raise Unauthorized("The token's signature is invalid.")
+
+
+def _claim_groups(claims: dict[str, Any]) -> frozenset[str]:
+    """Groups from ``JWT_GROUPS_CLAIM`` (a name, else a dotted path such as
+    ``realm_access.roles``): valid group names only, the others ignored."""
+    name = gateway_settings.JWT_GROUPS_CLAIM or ""
+    value = claims.get(name)
+    if value is None and "." in name:
+        value = reduce(
+            lambda v, k: v.get(k) if isinstance(v, dict) else None, name.split("."), claims
+        )
+    if isinstance(value, str):
+        items: list[Any] = value.split()
+    elif isinstance(value, list):
+        items = [item for item in value if isinstance(item, str)]
+    else:
+        return frozenset()
+    groups: set[str] = set()
+    for item in items[:_MAX_GROUPS]:
+        with suppress(ValidationError):
+            groups.update(group_names([item]))
+    return frozenset(groups)
+
+
+class JWTAuthenticator:
+    """``Authorization: Bearer <JWT>`` (or the ``JWT_COOKIE`` cookie)."""
+
+    challenge = 'Bearer realm="django-gateway"'
+
+    def authenticate(self, exchange: Exchange) -> Identity | None:
+        token = _find_token(exchange)
+        if token is None:
+            return None
+        settings = gateway_settings
+        if len(token) > settings.JWT_MAX_TOKEN_BYTES:  # before any parsing
+            raise Unauthorized("The bearer token is larger than this gateway accepts.")
+        header, unverified = _unverified(token)
+        name = unverified.get(settings.JWT_KEY_CLAIM)
+        snapshot = exchange.snapshot
+        config = snapshot.jwt_credentials.get(name) if isinstance(name, str) else None
+        consumer = snapshot.consumers.get(config.consumer_id) if config else None
+        if config is None or consumer is None:
+            raise Unauthorized("The token does not name a known credential.")
+        if header.get("alg") != config.algorithm:  # also catches a missing alg and "none"
+            raise Unauthorized("The token's algorithm is not accepted for this credential.")
+        if not config.usable:
+            raise Unauthorized("The credential for this token cannot verify tokens.")
+        if not all(_numeric(unverified[c]) for c in ("exp", "nbf", "iat") if c in unverified):
+            raise Unauthorized("The token's exp, nbf and iat must be numeric dates.")
+        try:
+            claims = _verify(token, header, config)
+        except Unauthorized as exc:
+            logger.debug("JWT for credential %r refused: %s", config.key, exc.detail)
+            raise
+        maximum = settings.JWT_MAXIMUM_EXPIRATION
+        if maximum is not None and claims["exp"] > time.time() + maximum + settings.JWT_LEEWAY:
+            raise Unauthorized("The token is valid for longer than this gateway accepts.")
+        return Identity(consumer, config.key, consumer.groups | _claim_groups(claims))
+
+
+jwt_authenticator = JWTAuthenticator()
