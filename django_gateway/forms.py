@@ -1,4 +1,4 @@
-"""Admin form fields that edit the routes' JSON lists as plain text, one entry per line."""
+"""Admin forms: the JSON lists of routes and consumers edited as plain text, one entry per line."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 from django import forms
 from django.core.exceptions import ValidationError
 
-from .models import Route, validation
+from .models import Consumer, Route, validation
 
 
 class LinesField(forms.CharField):
@@ -71,7 +71,39 @@ class RouteForm(forms.ModelForm):
         required=False,
         help_text="One 'Name: value' per line; repeat a name to accept several values.",
     )
+    allowed_groups = LinesField(
+        required=False, help_text="Only consumers in one of these groups may pass. One per line."
+    )
+    denied_groups = LinesField(
+        required=False, help_text="Consumers in any of these groups are refused. One per line."
+    )
+    allowed_ips = LinesField(
+        required=False,
+        help_text="Only clients in these networks may pass (10.0.0.0/8, 2001:db8::/32). One per line.",
+    )
+    denied_ips = LinesField(
+        required=False, help_text="Clients in these networks are refused. One per line."
+    )
 
     class Meta:
         model = Route
         exclude: list[str] = []
+
+
+class ConsumerForm(forms.ModelForm):
+    groups = LinesField(
+        required=False, help_text="ACL groups routes allow or deny, one per line (or commas)."
+    )
+
+    class Meta:
+        model = Consumer
+        exclude: list[str] = []
+
+    def clean_custom_id(self) -> str:
+        """Unique when set: said here in words, where the model's conditional constraint would
+        only name itself."""
+        custom_id = self.cleaned_data.get("custom_id") or ""
+        others = Consumer.objects.filter(custom_id=custom_id).exclude(pk=self.instance.pk)
+        if custom_id and others.exists():
+            raise ValidationError("Another consumer already has this custom id.")
+        return custom_id

@@ -9,14 +9,19 @@ import io
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, fields
+from datetime import datetime
 from typing import Any
 from urllib.parse import unquote_to_bytes, urlsplit
 
-from django.db import transaction
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
+from django.utils import timezone
 
+from .auth.api_key import generate_key
 from .exceptions import BadRequest
 from .explain import Explanation, explain
+from .models import APIKey, Consumer
 from .paths import canonical_path, raw_request_path
 from .proxy.pool import Endpoint
 from .routing import RouteTable
@@ -34,6 +39,51 @@ def set_enabled(queryset: QuerySet, enabled: bool) -> int:
     with transaction.atomic():
         count = queryset.update(enabled=enabled)
         transaction.on_commit(bump_version, robust=True)
+    return count
+
+
+# --- API keys (admin actions, gateway_issue_key, later the API). ------------------------------
+
+
+def issue_key(
+    consumer: Consumer, *, name: str = "", expires_at: datetime | None = None
+) -> tuple[APIKey, str]:
+    """Create a key for ``consumer``; returns the row and the plaintext, which exists only here.
+
+    Only the prefix and hash are stored, so the caller must show the plaintext now or never.
+    Saving the row bumps the configuration version (a signal), like any configuration change.
+    """
+    if expires_at is not None and expires_at <= timezone.now():
+        raise ValidationError("The expiry date must be in the future.")
+    if len(name) > APIKey._meta.get_field("name").max_length:  # type: ignore[operator]
+        raise ValidationError("The key name is too long.")
+    for _attempt in range(3):
+        plaintext, prefix, key_hash = generate_key()
+        try:
+            with transaction.atomic():
+                key = APIKey.objects.create(
+                    consumer=consumer,
+                    name=name,
+                    prefix=prefix,
+                    key_hash=key_hash,
+                    expires_at=expires_at,
+                )
+        except IntegrityError:
+            # 60 random bits make a prefix collision a curiosity, but it must not be a 500.
+            if not APIKey.objects.filter(prefix=prefix).exists():
+                raise
+            continue
+        return key, plaintext
+    raise RuntimeError("Could not draw an unused API key prefix.")
+
+
+def revoke_keys(queryset: QuerySet[APIKey]) -> int:
+    """Revoke the keys not revoked yet; returns how many. Every process refuses them within
+    ``CONFIG_POLL_INTERVAL`` (bulk updates send no signals, so the version is bumped here)."""
+    with transaction.atomic():
+        count = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
+        if count:
+            transaction.on_commit(bump_version, robust=True)
     return count
 
 

@@ -77,6 +77,8 @@ def route_form(service, **overrides):
         "priority": "0",
         "strip_path": "on",
         "enabled": "on",
+        "authentication": "none",
+        "hide_credentials": "on",
     }
     data.update(overrides)
     return data
