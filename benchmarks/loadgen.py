@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -56,7 +57,9 @@ class Measurement:
         return asdict(self)
 
 
-def run_wrk(port: int, path: str, load: Load, duration: float) -> Measurement:
+def run_wrk(
+    port: int, path: str, load: Load, duration: float, headers: Sequence[str] = ()
+) -> Measurement:
     command = [
         wrk_binary(),
         f"-t{load.threads}",
@@ -64,6 +67,7 @@ def run_wrk(port: int, path: str, load: Load, duration: float) -> Measurement:
         f"-d{max(duration, 1):.0f}s",
         "--timeout", "5s",
         "-s", str(SCRIPT),
+        *(argument for header in headers for argument in ("-H", header)),
         f"http://{LOOPBACK}:{port}{path}",
     ]  # fmt: skip
     done = subprocess.run(

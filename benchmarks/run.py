@@ -50,6 +50,8 @@ class Target:
     label: str
     variant: str | None  # BENCH_VARIANT of its gunicorn, None for the upstream itself
     path: str
+    server: str | None = None  # served by another target's gunicorn (same settings, same process)
+    credential: str | None = None  # "key" or "jwt": sent as X-API-Key / Authorization: Bearer
 
 
 TARGETS = (
@@ -57,7 +59,26 @@ TARGETS = (
     Target("bare", "bare Django view", "bare", "/bare"),
     Target("revproxy", "django-revproxy", "revproxy", "/revproxy" + UPSTREAM_PATH),
     Target("gateway", "django-gateway (open route)", "gateway", "/gw" + UPSTREAM_PATH),
-)
+    Target(
+        "gateway-key", "django-gateway (API-key route)", None, "/gwkey" + UPSTREAM_PATH,
+        server="gateway", credential="key",
+    ),
+    Target(
+        "gateway-jwt", "django-gateway (JWT RS256 route)", None, "/gwjwt" + UPSTREAM_PATH,
+        server="gateway", credential="jwt",
+    ),
+)  # fmt: skip
+MIN_KEY_VS_OPEN = 0.92
+MIN_JWT_VS_OPEN = 0.80
+
+
+def credential_headers(target: Target, credentials: dict[str, str]) -> list[str]:
+    if target.credential == "key":
+        return [f"X-API-Key: {credentials['key']}"]
+    if target.credential == "jwt":
+        return [f"Authorization: Bearer {credentials['jwt']}"]
+    return []
+
 
 # The issue's "done when", evaluated on every run.
 MIN_VS_REVPROXY = 1.8
@@ -169,16 +190,21 @@ def run_http(args: argparse.Namespace, wrk_core: int | None, server_core: int | 
                 "BENCH_DB_PATH": str(workdir / "bench.sqlite3"),
                 "BENCH_REDIS_URL": redis_url if use_redis else "",
                 "BENCH_CACHE_PREFIX": cache_prefix,
+                "BENCH_CREDENTIALS_PATH": str(workdir / "credentials.json"),
             }
             seed = [sys.executable, "-m", "benchmarks.seed"]
             subprocess.run(seed, env=env, cwd=REPO, check=True, timeout=120)
             ports, leaders = {"upstream": upstream.port}, {"upstream": upstream.pid}
+            credentials = json.loads((workdir / "credentials.json").read_text())
             for target in TARGETS:
                 if target.variant:
                     ports[target.key], leaders[target.key] = servers.start_gunicorn(
                         processes, target.key, {**env, "BENCH_VARIANT": target.variant}, gunicorn,
                         venv_bin=venv_bin, repo=REPO, core=server_core, probe_path=target.path,
                     )  # fmt: skip
+                elif target.server:
+                    ports[target.key] = ports[target.server]
+                    leaders[target.key] = leaders[target.server]
             say(f"upstream: {upstream.version} on {upstream.url} ({upstream.kind})")
             say(f"gunicorn (every Django target): {gunicorn.describe()}")
             say(
@@ -194,8 +220,11 @@ def run_http(args: argparse.Namespace, wrk_core: int | None, server_core: int | 
                         f"  round {round_number}/{args.rounds}: {target.label} (GET {target.path}) ..."
                     )
                     involved = {key: leaders[key] for key in {"upstream", target.key}}
+                    headers = credential_headers(target, credentials)
                     measurements[target.key].append(
-                        measure(ports[target.key], target.path, load, involved, server_core)
+                        measure(
+                            ports[target.key], target.path, load, involved, server_core, headers
+                        )
                     )
         finally:
             processes.stop_all()
@@ -220,7 +249,12 @@ def run_http(args: argparse.Namespace, wrk_core: int | None, server_core: int | 
 
 
 def measure(
-    port: int, path: str, load: loadgen.Load, leaders: dict[str, int], core: int | None
+    port: int,
+    path: str,
+    load: loadgen.Load,
+    leaders: dict[str, int],
+    core: int | None,
+    headers: list[str] = (),  # type: ignore[assignment]
 ) -> dict:
     """Warm up (pools fill, the snapshot loads), then measure, counting the servers' CPU time.
 
@@ -229,10 +263,10 @@ def measure(
     core they actually got (the rest went to other processes, or sat idle).
     """
     if load.warmup > 0:
-        loadgen.run_wrk(port, path, load, load.warmup)
+        loadgen.run_wrk(port, path, load, load.warmup, headers)
     cpu_before = {key: servers.group_cpu_seconds(pid) for key, pid in leaders.items()}
     busy_before, elapsed_before = servers.core_busy_seconds(core)
-    result = loadgen.run_wrk(port, path, load, load.duration)
+    result = loadgen.run_wrk(port, path, load, load.duration, headers)
     busy_after, elapsed_after = servers.core_busy_seconds(core)
     cpu = {key: servers.group_cpu_seconds(pid) - cpu_before[key] for key, pid in leaders.items()}
     elapsed = max(elapsed_after - elapsed_before, 1e-9)
@@ -306,6 +340,16 @@ def verdicts(http: dict | None, matching: dict | None) -> list[dict]:
                 "target": "gateway p99 <= django-revproxy p99",
                 "passed": gateway["p99_ms"] <= revproxy["p99_ms"],
                 "measured": f"{gateway['p99_ms']:.2f} ms vs {revproxy['p99_ms']:.2f} ms",
+            },
+            {
+                "target": f"API-key route req/s >= {MIN_KEY_VS_OPEN:.0%} of the open route",
+                "passed": t["gateway-key"]["rps"] >= MIN_KEY_VS_OPEN * gateway["rps"],
+                "measured": f"{t['gateway-key']['rps'] / gateway['rps']:.0%}",
+            },
+            {
+                "target": f"JWT (RS256) route req/s >= {MIN_JWT_VS_OPEN:.0%} of the open route",
+                "passed": t["gateway-jwt"]["rps"] >= MIN_JWT_VS_OPEN * gateway["rps"],
+                "measured": f"{t['gateway-jwt']['rps'] / gateway['rps']:.0%}",
             },
             {
                 "target": "every request answered without error (all targets)",

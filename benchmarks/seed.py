@@ -6,6 +6,7 @@ The rows go through ``full_clean`` like an admin edit would, so the benchmark ro
 
 from __future__ import annotations
 
+import json
 import os
 from urllib.parse import urlparse
 
@@ -31,6 +32,46 @@ def main() -> None:
     route = Route(name="bench-open", service=service, paths=["/gw"], strip_path=True)
     route.full_clean()
     route.save()
+    credentials = seed_authenticated_routes(service)
+    path = os.environ.get("BENCH_CREDENTIALS_PATH")
+    if path:
+        with open(path, "w") as handle:
+            json.dump(credentials, handle)
+
+
+def seed_authenticated_routes(service) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    """An API-key route (/gwkey) and an RS256 JWT route (/gwjwt) on the same upstream, and the
+    credentials wrk sends: a fresh key and a token valid for a day."""
+    import time
+
+    import jwt
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from django_gateway.models import Consumer, JWTCredential, Route
+    from django_gateway.operations import issue_key
+
+    consumer = Consumer.objects.create(username="bench", custom_id="bench-1", groups=["bench"])
+    _, api_key = issue_key(consumer, name="benchmark")
+    private_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    public_pem = private_key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    credential = JWTCredential(
+        consumer=consumer, key="bench-issuer", algorithm="RS256", public_key=public_pem.decode()
+    )
+    credential.full_clean()
+    credential.save()
+    token = jwt.encode(
+        {"iss": "bench-issuer", "sub": "bench", "exp": int(time.time()) + 86400},
+        private_key,
+        algorithm="RS256",
+    )
+    for name, path, mode in (("bench-key", "/gwkey", "key"), ("bench-jwt", "/gwjwt", "jwt")):
+        route = Route(name=name, service=service, paths=[path], authentication=mode)
+        route.full_clean()
+        route.save()
+    return {"key": api_key, "jwt": token}
 
 
 if __name__ == "__main__":

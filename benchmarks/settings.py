@@ -23,7 +23,13 @@ WSGI_APPLICATION = "benchmarks.wsgi.application"
 USE_TZ = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-INSTALLED_APPS = ["django.contrib.contenttypes", "revproxy", "django_gateway"]
+# django.contrib.auth: a gateway Consumer may link to a Django user (no auth middleware runs).
+INSTALLED_APPS = [
+    "django.contrib.contenttypes",
+    "django.contrib.auth",
+    "revproxy",
+    "django_gateway",
+]
 
 MIDDLEWARE = ["django.middleware.security.SecurityMiddleware"]
 if VARIANT == "gateway":
