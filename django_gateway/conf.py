@@ -62,6 +62,8 @@ DEFAULTS: dict[str, Any] = {
     "JWT_COOKIE": None,
     "JWT_GROUPS_CLAIM": None,
     "JWT_MAX_TOKEN_BYTES": 8192,
+    # Verified tokens remembered per process (auth/token_cache.py); 0 verifies every request.
+    "JWT_CACHE_SIZE": 4096,
     # JWKS: seconds a fetched key set is kept, the fewest seconds between fetches triggered by an
     # unknown kid, and the fetch timeout.
     "JWKS_CACHE_SECONDS": 300,

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from .auth.api_key import KeyStore
 from .auth.base import ConsumerConfig
 from .auth.jwt import JWTCredentialConfig, compile_credential
+from .auth.token_cache import VerifiedTokens
 from .balancing import Instance
 from .conf import gateway_settings
 from .models import Consumer, JWTCredential, Route, Service
@@ -50,6 +51,8 @@ class Snapshot:
     #: API keys are looked up on demand through this per-snapshot cache, so a configuration
     #: change (a revoked key) empties it everywhere within CONFIG_POLL_INTERVAL.
     api_keys: KeyStore = field(default_factory=KeyStore)
+    #: Tokens verified under this snapshot (auth.token_cache), emptied the same way.
+    verified_tokens: VerifiedTokens = field(default_factory=VerifiedTokens)
 
 
 def _service_config(service: Service) -> ServiceConfig:

@@ -30,6 +30,7 @@ from ..exceptions import Unauthorized
 from ..models.validation import group_names
 from . import jwks
 from .base import Identity
+from .token_cache import VerifiedToken
 
 if TYPE_CHECKING:
     from ..models import JWTCredential
@@ -182,8 +183,11 @@ def _translate(exc: pyjwt.PyJWTError) -> Unauthorized:
     return Unauthorized(next(found, "The bearer token is invalid."))
 
 
-def _verify(token: str, header: dict[str, Any], config: JWTCredentialConfig) -> dict[str, Any]:
-    """The verified claims: signature with the credential's key(s), then the standard claims."""
+def _verify(
+    token: str, header: dict[str, Any], config: JWTCredentialConfig
+) -> tuple[dict[str, Any], Any]:
+    """The verified claims and the key that verified them: signature with the credential's
+    key(s), then the standard claims."""
     if config.material is not None:
         keys: tuple[Any, ...] = (config.material,)
     else:
@@ -203,7 +207,7 @@ def _verify(token: str, header: dict[str, Any], config: JWTCredentialConfig) -> 
     }
     for key in keys:  # one key, except for a kid-less token and a JWKS with several matches
         try:
-            return _decoder.decode(
+            claims = _decoder.decode(
                 token,
                 key,
                 algorithms=[config.algorithm],
@@ -211,6 +215,7 @@ def _verify(token: str, header: dict[str, Any], config: JWTCredentialConfig) -> 
                 audience=config.audience or None,
                 leeway=settings.JWT_LEEWAY,
             )
+            return claims, key
         except pyjwt.InvalidSignatureError:
             continue
         except pyjwt.PyJWTError as exc:
@@ -252,6 +257,12 @@ class JWTAuthenticator:
         settings = gateway_settings
         if len(token) > settings.JWT_MAX_TOKEN_BYTES:  # before any parsing
             raise Unauthorized("The bearer token is larger than this gateway accepts.")
+        verified = exchange.snapshot.verified_tokens
+        hit = verified.get(token)
+        if hit is not None:
+            if _still_good(hit, exchange):
+                return hit.identity
+            verified.discard(token)
         header, unverified = _unverified(token)
         name = unverified.get(settings.JWT_KEY_CLAIM)
         snapshot = exchange.snapshot
@@ -266,14 +277,38 @@ class JWTAuthenticator:
         if not all(_numeric(unverified[c]) for c in ("exp", "nbf", "iat") if c in unverified):
             raise Unauthorized("The token's exp, nbf and iat must be numeric dates.")
         try:
-            claims = _verify(token, header, config)
+            claims, key = _verify(token, header, config)
         except Unauthorized as exc:
             logger.debug("JWT for credential %r refused: %s", config.key, exc.detail)
             raise
         maximum = settings.JWT_MAXIMUM_EXPIRATION
         if maximum is not None and claims["exp"] > time.time() + maximum + settings.JWT_LEEWAY:
             raise Unauthorized("The token is valid for longer than this gateway accepts.")
-        return Identity(consumer, config.key, consumer.groups | _claim_groups(claims))
+        identity = Identity(consumer, config.key, consumer.groups | _claim_groups(claims))
+        verified.put(
+            token,
+            VerifiedToken(
+                identity,
+                claims.get("exp"),
+                claims.get("nbf"),
+                key if config.jwks_url else None,
+                header.get("kid"),
+            ),
+        )
+        return identity
+
+
+def _still_good(hit: VerifiedToken, exchange: Exchange) -> bool:
+    """A remembered token is accepted while its time claims hold and, for a JWKS credential, the
+    key that verified it is still in the key set."""
+    if not hit.still_valid(time.time(), gateway_settings.JWT_LEEWAY):
+        return False
+    if hit.key is None:
+        return True
+    config = exchange.snapshot.jwt_credentials.get(hit.identity.credential)
+    if config is None:
+        return False
+    return hit.key in jwks.cache.keys(config.jwks_url, config.algorithm, hit.kid)
 
 
 jwt_authenticator = JWTAuthenticator()
