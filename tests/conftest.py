@@ -66,6 +66,16 @@ def api_route(db: Any, echo: EchoUpstream) -> Route:
 
 
 @pytest.fixture
+def admin_client(client: Any, db: Any) -> Any:
+    """The test client, logged in as a superuser."""
+    from django.contrib.auth import get_user_model
+
+    user = get_user_model().objects.create_superuser("root", "root@example.com", "pw")
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
 def client() -> Any:
     """Django's test client sends no Host header, which HTTP/1.1 requires and the gateway enforces."""
     from django.test import Client

@@ -11,7 +11,6 @@ import re
 from datetime import timedelta
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from django_gateway import operations
@@ -22,13 +21,6 @@ pytestmark = pytest.mark.django_db
 KEY = re.compile(r"gw_[a-z2-7]{12}_[A-Za-z0-9_-]{43}")
 CONSUMERS = "/admin/django_gateway/consumer/"
 KEYS = "/admin/django_gateway/apikey/"
-
-
-@pytest.fixture
-def admin_client(client):
-    user = get_user_model().objects.create_superuser("root", "root@example.com", "pw")
-    client.force_login(user)
-    return client
 
 
 def consumer_form(**overrides):

@@ -48,16 +48,14 @@ class Consumer(models.Model):
     def clean(self) -> None:
         """Username, custom id and groups are sent upstream as header values."""
         super().clean()
-        errors: dict[str, list[str]] = {}
-        for field, rule in (
-            ("username", validation.header_value),
-            ("custom_id", validation.header_value),
-            ("groups", validation.group_names),
-        ):
-            try:
-                setattr(self, field, rule(getattr(self, field)))
-            except ValidationError as exc:
-                errors[field] = exc.messages
+        errors = validation.apply_rules(
+            self,
+            (
+                ("username", validation.header_value),
+                ("custom_id", validation.header_value),
+                ("groups", validation.group_names),
+            ),
+        )
         if errors:
             raise ValidationError(errors)
 

@@ -96,21 +96,19 @@ class Route(models.Model):
 
     def clean(self) -> None:
         super().clean()
-        errors: dict[str, list[str]] = {}
-        for field, rule in (
-            ("paths", validation.route_paths),
-            ("hosts", validation.route_hosts),
-            ("methods", validation.route_methods),
-            ("headers", validation.route_headers),
-            ("allowed_groups", validation.group_names),
-            ("denied_groups", validation.group_names),
-            ("allowed_ips", validation.cidr_list),
-            ("denied_ips", validation.cidr_list),
-        ):
-            try:
-                setattr(self, field, rule(getattr(self, field)))
-            except ValidationError as exc:
-                errors[field] = exc.messages
+        errors = validation.apply_rules(
+            self,
+            (
+                ("paths", validation.route_paths),
+                ("hosts", validation.route_hosts),
+                ("methods", validation.route_methods),
+                ("headers", validation.route_headers),
+                ("allowed_groups", validation.group_names),
+                ("denied_groups", validation.group_names),
+                ("allowed_ips", validation.cidr_list),
+                ("denied_ips", validation.cidr_list),
+            ),
+        )
         if not errors and not (self.paths or self.hosts or self.headers):
             errors["paths"] = [_("A route needs at least one path, host or header to match on.")]
         if (self.allowed_groups or self.denied_groups) and self.authentication == "none":

@@ -7,7 +7,8 @@ message a person can act on; the admin shows it on the form instead of failing w
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from django.core.exceptions import ValidationError
 
@@ -16,6 +17,18 @@ from ..paths import canonical_prefix
 HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT")
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+
+
+def apply_rules(instance: object, rules: Iterable[tuple[str, Callable[[Any], Any]]]) -> dict:
+    """Run each ``(field, rule)`` on ``instance``, storing canonical values; returns the errors
+    by field, so a form shows every problem at once."""
+    errors: dict[str, list[str]] = {}
+    for field, rule in rules:
+        try:
+            setattr(instance, field, rule(getattr(instance, field)))
+        except ValidationError as exc:
+            errors[field] = exc.messages
+    return errors
 
 
 def _as_list(value: object, field: str) -> list:
