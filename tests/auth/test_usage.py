@@ -123,6 +123,7 @@ def test_the_background_thread_flushes_and_closes_its_connection(settings):
     assert not thread.is_alive()
 
 
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 def test_a_forked_child_starts_empty(recorder):
     recorder.record(1)
     recorder._thread = object()  # as if the parent's thread were running
