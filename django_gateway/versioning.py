@@ -69,7 +69,9 @@ def bump_version() -> None:
     """Called on commit of any configuration change."""
     updated = ConfigRevision.objects.filter(pk=1).update(revision=F("revision") + 1)
     if not updated:
-        ConfigRevision.objects.get_or_create(pk=1, defaults={"revision": 1})
+        # A random start, not 1: a table emptied and refilled (a test flush, a restored backup)
+        # must not repeat a revision some process already holds, or it would never rebuild.
+        ConfigRevision.objects.get_or_create(pk=1, defaults={"revision": _fresh_token()})
     cache = _shared_cache()
     if cache is None:
         return
