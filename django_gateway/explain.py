@@ -152,9 +152,44 @@ class Explanation:
                 {**_route_dict(lost.route), "reasons": [_fields(r) for r in lost.reasons]}
                 for lost in self.losers
             ],
+            "access": access_rules(match.route) if match else [],
             "upstream": up and {**_fields(up), "headers": [list(h) for h in up.headers]},
             "refusal": self.refusal,
         }
+
+
+_MODES = {
+    "key": "an API key",
+    "jwt": "a JWT (Authorization: Bearer)",
+    "any": "an API key or a JWT",
+}
+
+
+def access_rules(route: CompiledRoute) -> list[str]:
+    """What a request must bring to pass the route's access stages, in the order they run.
+
+    The tester previews routing and forwarding; credentials are not checked, so this says what
+    would be asked of the request instead.
+    """
+    rules = []
+    if route.allowed_ips:
+        rules.append(f"client address in {', '.join(map(str, route.allowed_ips))} (else 403)")
+    if route.denied_ips:
+        rules.append(f"client address not in {', '.join(map(str, route.denied_ips))} (else 403)")
+    if route.authentication in _MODES:
+        anonymous = route.anonymous_consumer
+        fallback = (
+            f"else it proceeds as anonymous consumer {anonymous.username!r}"
+            if anonymous
+            else "else 401"
+        )
+        hidden = "removed before proxying" if route.hide_credentials else "forwarded as sent"
+        rules.append(f"{_MODES[route.authentication]}, {fallback}; the credential is {hidden}")
+    if route.allowed_groups:
+        rules.append(f"consumer in one of groups {sorted(route.allowed_groups)} (else 401/403)")
+    if route.denied_groups:
+        rules.append(f"consumer in none of groups {sorted(route.denied_groups)} (else 403)")
+    return rules or ["none: the route is open"]
 
 
 def _route_dict(route: CompiledRoute) -> dict[str, Any]:

@@ -227,3 +227,29 @@ def test_test_route_json_without_match(routes):
     assert data["matched"] is False
     assert data["winner"] is None and data["upstream"] is None
     assert data["message"] == "no route: Django would serve this request"
+
+
+@pytest.mark.django_db
+def test_route_tester_says_what_a_route_asks_of_a_request(echo):
+    from django_gateway.models import Consumer
+
+    anonymous = Consumer.objects.create(username="guest")
+    make_route(
+        make_service(echo),
+        paths=["/api"],
+        authentication="key",
+        anonymous_consumer=anonymous,
+        allowed_groups=["staff"],
+        denied_ips=["192.0.2.0/24"],
+    )
+    make_route(make_service(echo, name="open"), name="open", paths=["/open"])
+    out = StringIO()
+    call_command("gateway_test_route", "GET", "http://gw.test/api/x", stdout=out)
+    text = out.getvalue()
+    assert "access: client address not in 192.0.2.0/24 (else 403)" in text
+    assert "access: an API key, else it proceeds as anonymous consumer 'guest'" in text
+    assert "removed before proxying" in text
+    assert "access: consumer in one of groups ['staff']" in text
+    out = StringIO()
+    call_command("gateway_test_route", "GET", "http://gw.test/open/x", "--json", stdout=out)
+    assert json.loads(out.getvalue())["access"] == ["none: the route is open"]

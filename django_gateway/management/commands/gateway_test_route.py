@@ -11,7 +11,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from ...explain import Explanation
+from ...explain import Explanation, access_rules
 from ...operations import InvalidPath, InvalidRequest, explain_request
 
 NO_ROUTE = "no route: Django would serve this request"
@@ -91,6 +91,7 @@ def _report(result: Explanation) -> list[str]:
             lines.append(
                 f"  matched {host}, path {winner.path}; remainder {match.remainder or '-'}"
             )
+        lines.extend(f"  access: {rule}" for rule in access_rules(route))
     if result.losers:
         lines.append("other routes:")
         width = max(len(lost.route.name) for lost in result.losers)
