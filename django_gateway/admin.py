@@ -12,7 +12,10 @@ from django.contrib import admin, messages
 from django.db import models
 from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest
+from django.template.response import TemplateResponse
+from django.urls import reverse
 from django.utils import timezone
+from django.utils.cache import add_never_cache_headers
 
 from . import operations
 from .forms import ConsumerForm, RouteForm
@@ -177,16 +180,26 @@ class ConsumerAdmin(EnableDisableMixin, admin.ModelAdmin):
         return getattr(consumer, "_key_count", 0)  # keys not revoked
 
     @admin.action(description="Issue a new API key")
-    def issue_api_key(self, request: HttpRequest, queryset: QuerySet) -> None:
-        """One key per selected consumer, each shown here once: only its hash is stored."""
-        for consumer in queryset:
-            key, plaintext = operations.issue_key(consumer)
-            self.message_user(
-                request,
-                f"New API key for {consumer.username} (prefix {key.prefix}): {plaintext} "
-                "— copy it now, it will not be shown again.",
-                messages.WARNING,
-            )
+    def issue_api_key(self, request: HttpRequest, queryset: QuerySet) -> TemplateResponse:
+        """One key per selected consumer, shown on the page this action returns and nowhere else.
+
+        Not through the messages framework: that would park the key in a cookie or the session
+        store until the next page. The page is marked never-cache so the browser keeps no copy.
+        """
+        issued = [(consumer, *operations.issue_key(consumer)) for consumer in queryset]
+        response = TemplateResponse(
+            request,
+            "admin/django_gateway/consumer/issued_keys.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": "New API keys",
+                "opts": self.model._meta,
+                "issued": issued,
+                "consumers_url": reverse("admin:django_gateway_consumer_changelist"),
+            },
+        )
+        add_never_cache_headers(response)
+        return response
 
 
 class RevokedFilter(admin.SimpleListFilter):
