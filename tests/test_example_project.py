@@ -52,7 +52,7 @@ def test_seed_only_is_idempotent_and_follows_the_upstream_ports(tmp_path: Path) 
     first = run_demo(db_path)
     assert "admin / admin" in first.stdout
     after_first = table_counts(db_path)
-    assert after_first == {"services": 2, "targets": 3, "routes": 3, "superusers": 1}
+    assert after_first == {"services": 2, "targets": 3, "routes": 4, "superusers": 1}
 
     second = run_demo(db_path)
     assert "admin / admin" not in second.stdout  # the superuser already exists

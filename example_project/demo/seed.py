@@ -13,9 +13,13 @@ from dataclasses import dataclass
 
 from django.db import transaction
 
-from django_gateway.models import Route, Service, Target
+from django_gateway import operations
+from django_gateway.models import Consumer, Route, Service, Target
 
 LOOPBACK = "127.0.0.1"
+
+
+DEMO_CONSUMER = "demo-user"
 
 
 @dataclass(frozen=True)
@@ -23,6 +27,7 @@ class Seeded:
     services: list[Service]
     targets: list[Target]
     routes: list[Route]
+    consumer: Consumer
 
 
 def seed(ports: Sequence[int]) -> Seeded:
@@ -50,8 +55,20 @@ def seed(ports: Sequence[int]) -> Seeded:
                 strip_path=False,
                 preserve_host=True,
             ),
+            # GET /secure/hello with X-API-Key -> echo upstream, which sees X-Consumer-* headers
+            # and not the key; without a valid key, 401.
+            _route("echo-key", echo, paths=["/secure"], strip_path=True, authentication="key"),
         ]
-    return Seeded(services=[echo, orders], targets=targets, routes=routes)
+        consumer, _ = Consumer.objects.update_or_create(
+            username=DEMO_CONSUMER, defaults={"groups": ["demo"], "enabled": True}
+        )
+    return Seeded(services=[echo, orders], targets=targets, routes=routes, consumer=consumer)
+
+
+def fresh_demo_key(consumer: Consumer) -> str:
+    """A new key for this run of the demo (keys are shown once); earlier demo keys are revoked."""
+    operations.revoke_keys(consumer.api_keys.filter(name="demo", revoked_at__isnull=True))
+    return operations.issue_key(consumer, name="demo")[1]
 
 
 def _service(name: str, *, path: str) -> Service:
@@ -101,6 +118,7 @@ def _route(name: str, service: Service, **fields: object) -> Route:
         "read_timeout": None,
         "timeout": None,
         "max_body_size": None,
+        "authentication": "none",
         "enabled": True,
         **fields,
     }

@@ -16,7 +16,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
 
-from demo.seed import seed
+from demo.seed import Seeded, fresh_demo_key, seed
 from demo.upstreams import DemoUpstream
 
 DEFAULT_ADDRPORT = "127.0.0.1:8000"
@@ -66,8 +66,8 @@ class Command(BaseCommand):
                 upstream.start()
                 note = f" (port {upstream.asked_port} was taken)" if upstream.fell_back else ""
                 self.stdout.write(f"Started echo upstream {upstream.name} at {upstream.url}{note}")
-            self._seed([u.port for u in upstreams])
-            self._print_tour(options["addrport"])
+            seeded = self._seed([u.port for u in upstreams])
+            self._print_tour(options["addrport"], fresh_demo_key(seeded.consumer))
             # --noreload: the upstreams are threads of this process, which the autoreloader
             # would leave behind in its parent.
             call_command("runserver", options["addrport"], use_reloader=False)
@@ -85,14 +85,15 @@ class Command(BaseCommand):
                 )
             )
 
-    def _seed(self, ports: list[int]) -> None:
+    def _seed(self, ports: list[int]) -> Seeded:
         seeded = seed(ports)
         self.stdout.write(
-            f"Seeded {len(seeded.services)} services, {len(seeded.targets)} targets and "
-            f"{len(seeded.routes)} routes."
+            f"Seeded {len(seeded.services)} services, {len(seeded.targets)} targets, "
+            f"{len(seeded.routes)} routes and consumer {seeded.consumer.username}."
         )
+        return seeded
 
-    def _print_tour(self, addrport: str) -> None:
+    def _print_tour(self, addrport: str, api_key: str) -> None:
         host, _, port = addrport.rpartition(":")
         if not host or host in ("0.0.0.0", "::", "[::]"):
             host = "127.0.0.1"
@@ -103,6 +104,8 @@ class Command(BaseCommand):
   curl -i {base}/echo/hello                     # route "echo": /echo stripped, upstream sees /hello
   curl -i '{base}/v1/orders/42?expand=items'     # route "orders-v1": upstream sees /orders/42?...
   curl -i -H 'Host: echo.localhost' {base}/x     # route "echo-by-host", chosen by Host
+  curl -i -H 'X-API-Key: {api_key}' {base}/secure/hello
+                                                 # route "echo-key": needs this key (401 without)
   curl -i {base}/                               # no route matches: Django's own view answers
 
 Admin: {base}/admin/  (user admin, password admin: demo only)
