@@ -7,6 +7,7 @@ and both are on the request path, so parsed settings are cached in :mod:`django_
 from __future__ import annotations
 
 import ipaddress
+import socket
 from collections.abc import Sequence
 
 from .conf import gateway_settings
@@ -55,6 +56,26 @@ def forbidden_upstream_reason(host: str) -> str | None:
     if ip.is_multicast or ip.is_unspecified:
         return f"{host} is not a unicast address"
     return None
+
+
+class ForbiddenAddress(OSError):
+    """A host name resolved only to addresses :func:`forbidden_upstream_reason` refuses."""
+
+
+def allowed_addresses(host: str, port: int) -> list[tuple]:
+    """``getaddrinfo`` results for ``host`` minus the forbidden ones, for every outgoing connection
+    (upstreams, JWKS): checking the name alone would let DNS point it at a metadata address.
+    Callers connect to these very addresses, so nothing can re-resolve between check and use.
+    Raises ``socket.gaierror`` when the name does not resolve."""
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    allowed = [info for info in infos if not forbidden_upstream_reason(str(info[4][0]))]
+    if not allowed:
+        reasons = {forbidden_upstream_reason(str(info[4][0])) for info in infos}
+        raise ForbiddenAddress(
+            f"{host} resolves only to refused addresses, forbidden as upstreams: "
+            + "; ".join(sorted(r for r in reasons if r))
+        )
+    return allowed
 
 
 def parse_networks(cidrs: Sequence[str]) -> tuple[IPNetwork, ...]:

@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from jwt import PyJWK, PyJWTError
 
 from ..conf import gateway_settings
-from ..netpolicy import forbidden_upstream_reason
+from ..netpolicy import allowed_addresses, forbidden_upstream_reason
 
 logger = logging.getLogger(__name__)
 
@@ -112,14 +112,10 @@ def _safe_url(url: str) -> str:
 def _checked_connection(
     address: tuple[str, int], timeout: Any = None, source_address: Any = None
 ) -> socket.socket:
-    """Resolve once, refuse if any address is forbidden, connect to that address: a name that
-    resolves to a metadata address is refused, and DNS cannot be rebound between check and use."""
+    """Connect only to addresses the upstream policy allows (netpolicy.allowed_addresses), so
+    DNS cannot be rebound between the check and the connection."""
     host, port = address
-    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    for *_, sockaddr in infos:
-        reason = forbidden_upstream_reason(str(sockaddr[0]))
-        if reason:
-            raise OSError(f"{host} resolves to a refused address: {reason}")
+    infos = allowed_addresses(host, port)
     error: OSError = OSError(f"{host} did not resolve")
     for family, kind, proto, _, sockaddr in infos:
         sock = socket.socket(family, kind, proto)

@@ -20,7 +20,7 @@ from functools import lru_cache
 from typing import Any
 
 from ..exceptions import UpstreamConnectError, UpstreamConnectTimeout
-from ..netpolicy import forbidden_upstream_reason
+from ..netpolicy import ForbiddenAddress, allowed_addresses
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,13 +96,11 @@ def _tls_context(verify: bool) -> ssl.SSLContext:
 
 def _resolve(endpoint: Endpoint) -> list[tuple]:
     try:
-        infos = socket.getaddrinfo(endpoint.host, endpoint.port, type=socket.SOCK_STREAM)
+        return allowed_addresses(endpoint.host, endpoint.port)
     except socket.gaierror as exc:
         raise UpstreamConnectError(f"Cannot resolve upstream host: {exc.strerror}.") from exc
-    allowed = [info for info in infos if not forbidden_upstream_reason(info[4][0])]
-    if not allowed:
-        raise UpstreamConnectError("The upstream host resolves only to forbidden addresses.")
-    return allowed
+    except ForbiddenAddress as exc:
+        raise UpstreamConnectError(f"{exc}.") from exc
 
 
 def open_connection(endpoint: Endpoint, timeout: float) -> Connection:
