@@ -31,15 +31,19 @@ from .versioning import bump_version
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")  # RFC 9110 token: methods, header names
 
 
-def set_enabled(queryset: QuerySet, enabled: bool) -> int:
-    """Enable or disable many rows at once.
-
-    Bulk updates send no signals, so the configuration version is bumped here.
-    """
+def bulk_update(queryset: QuerySet, **values: Any) -> int:
+    """``queryset.update(**values)``, bumping the configuration version on commit: bulk
+    updates send no signals, so every process would otherwise keep the old snapshot."""
     with transaction.atomic():
-        count = queryset.update(enabled=enabled)
-        transaction.on_commit(bump_version, robust=True)
+        count = queryset.update(**values)
+        if count:
+            transaction.on_commit(bump_version, robust=True)
     return count
+
+
+def set_enabled(queryset: QuerySet, enabled: bool) -> int:
+    """Enable or disable many rows at once."""
+    return bulk_update(queryset, enabled=enabled)
 
 
 # --- API keys (admin actions, gateway_issue_key, later the API). ------------------------------
@@ -80,11 +84,7 @@ def issue_key(
 def revoke_keys(queryset: QuerySet[APIKey]) -> int:
     """Revoke the keys not revoked yet; returns how many. Every process refuses them within
     ``CONFIG_POLL_INTERVAL`` (bulk updates send no signals, so the version is bumped here)."""
-    with transaction.atomic():
-        count = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
-        if count:
-            transaction.on_commit(bump_version, robust=True)
-    return count
+    return bulk_update(queryset.filter(revoked_at__isnull=True), revoked_at=timezone.now())
 
 
 # --- Route listing and the route tester (gateway_routes, gateway_test_route, later the API). ----
