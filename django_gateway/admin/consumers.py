@@ -1,0 +1,91 @@
+"""Consumers with their credentials; API keys are issued by an action and shown once.
+
+API keys cannot be typed in: the "Issue a new API key" action creates one per selected consumer
+and shows its plaintext once, on a never-cached page; every page after that shows only the prefix.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin
+from django.db import models
+from django.db.models import Count, Q, QuerySet
+from django.http import HttpRequest
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils.cache import add_never_cache_headers
+
+from .. import operations
+from ..forms import ConsumerForm
+from ..models import APIKey, Consumer, JWTCredential
+from .base import EnableDisableMixin
+
+KEY_FIELDS = ("prefix", "name", "created_at", "expires_at", "revoked_at", "last_used_at")
+
+
+class APIKeyInline(admin.TabularInline):
+    """The consumer's keys, read-only: keys are issued by the action, never typed in."""
+
+    model = APIKey
+    fields = KEY_FIELDS
+    readonly_fields = KEY_FIELDS
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class JWTCredentialInline(admin.StackedInline):
+    model = JWTCredential
+    extra = 0
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}  # JWKS over TLS
+    fields = ("key", "algorithm", "secret", "public_key", "jwks_url", "audience")
+
+
+@admin.register(Consumer)
+class ConsumerAdmin(EnableDisableMixin, admin.ModelAdmin):
+    form = ConsumerForm
+    list_display = ("username", "custom_id", "group_list", "enabled", "key_count")
+    list_filter = ("enabled",)
+    search_fields = ("username", "custom_id", "groups")
+    inlines = [APIKeyInline, JWTCredentialInline]
+    actions = ["issue_api_key", "enable_selected", "disable_selected"]
+    fields = ("username", "custom_id", "user", "groups", "enabled")
+    raw_id_fields = ("user",)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        active = Q(api_keys__revoked_at__isnull=True)
+        return super().get_queryset(request).annotate(_key_count=Count("api_keys", filter=active))
+
+    @admin.display(description="groups")
+    def group_list(self, consumer: Consumer) -> str:
+        return ", ".join(consumer.groups or ()) or "-"
+
+    @admin.display(description="API keys", ordering="_key_count")
+    def key_count(self, consumer: Consumer) -> int:
+        return getattr(consumer, "_key_count", 0)  # keys not revoked
+
+    @admin.action(description="Issue a new API key")
+    def issue_api_key(self, request: HttpRequest, queryset: QuerySet) -> TemplateResponse:
+        """One key per selected consumer, shown on the page this action returns and nowhere else.
+
+        Not through the messages framework: that would park the key in a cookie or the session
+        store until the next page. The page is marked never-cache so the browser keeps no copy.
+        """
+        issued = [(consumer, *operations.issue_key(consumer)) for consumer in queryset]
+        response = TemplateResponse(
+            request,
+            "admin/django_gateway/consumer/issued_keys.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": "New API keys",
+                "opts": self.model._meta,
+                "issued": issued,
+                "consumers_url": reverse("admin:django_gateway_consumer_changelist"),
+            },
+        )
+        add_never_cache_headers(response)
+        return response

@@ -1,0 +1,66 @@
+"""Routes: list columns, filters and search over what decides matching."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+
+from ..forms import RouteForm
+from ..models import Route
+from .base import EnableDisableMixin
+
+
+@admin.register(Route)
+class RouteAdmin(EnableDisableMixin, admin.ModelAdmin):
+    form = RouteForm
+    list_display = (
+        "name",
+        "path_list",
+        "host_list",
+        "method_list",
+        "service",
+        "authentication",
+        "priority",
+        "enabled",
+    )
+    list_filter = ("enabled", "service", "authentication", "strip_path", "preserve_host")
+    list_select_related = ("service",)
+    search_fields = ("name", "paths", "hosts", "service__name")
+    autocomplete_fields = ("service", "anonymous_consumer")
+    fieldsets = (
+        (None, {"fields": ("name", "service", "enabled")}),
+        ("Matching", {"fields": ("paths", "hosts", "methods", "headers", "priority")}),
+        ("Forwarding", {"fields": ("strip_path", "preserve_host")}),
+        (
+            "Authentication and access",
+            {
+                "fields": (
+                    "authentication",
+                    "anonymous_consumer",
+                    "hide_credentials",
+                    "allowed_groups",
+                    "denied_groups",
+                    "allowed_ips",
+                    "denied_ips",
+                ),
+            },
+        ),
+        (
+            "Overrides",
+            {
+                "fields": ("connect_timeout", "read_timeout", "timeout", "max_body_size"),
+                "description": "Empty fields use the service's values (body size: GATEWAY['MAX_BODY_SIZE']).",
+            },
+        ),
+    )
+
+    @admin.display(description="paths")
+    def path_list(self, route: Route) -> str:
+        return ", ".join(route.paths) or "/"
+
+    @admin.display(description="hosts")
+    def host_list(self, route: Route) -> str:
+        return ", ".join(route.hosts) or "any"
+
+    @admin.display(description="methods")
+    def method_list(self, route: Route) -> str:
+        return ", ".join(route.methods) or "any"
