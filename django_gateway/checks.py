@@ -6,8 +6,10 @@ E003  GatewayMiddleware comes after middleware that reads the body or rewrites r
 E004  GATEWAY has a key the gateway does not know (a typo silently ignored is worse).
 E005  A GATEWAY value has the wrong type or is out of range.
 E006  TRUSTED_PROXIES holds something that is not a CIDR.
-E007  GATEWAY['CACHE_ALIAS'] names a cache that is not in CACHES.
+E007  GATEWAY['CACHE_ALIAS'] or ['RATE_LIMIT_CACHE_ALIAS'] names a cache that is not in CACHES.
+E008  Rate limits exist but their cache is not django-redis (and no development fallback is set).
 W001  The configuration cache is per process, so changes are polled from the database.
+W002  Rate limits are counted in each process's memory (RATE_LIMIT_LOCAL_FALLBACK).
 """
 
 from __future__ import annotations
@@ -59,10 +61,25 @@ _NUMBERS = {
     "JWKS_TIMEOUT": (0.05, 60),
     "AUTH_FAILURE_LIMIT": (0, 1_000_000),
     "AUTH_FAILURE_WINDOW": (1, 86400),
+    "RATE_LIMIT_TIMEOUT": (0.001, 5),
+    "RATE_LIMIT_RETRY_INTERVAL": (0, 3600),
 }
-_BOOLEANS = ("ALLOW_LINK_LOCAL_UPSTREAMS", "REWRITE_LOCATION", "ACCESS_LOG", "JWT_REQUIRE_EXP")
-_STRINGS = ("CACHE_ALIAS", "VIA", "REQUEST_ID_HEADER", "JWT_KEY_CLAIM")
-_OPTIONAL_STRINGS = ("API_KEY_QUERY_PARAM", "JWT_COOKIE", "JWT_GROUPS_CLAIM")
+_BOOLEANS = (
+    "ALLOW_LINK_LOCAL_UPSTREAMS",
+    "REWRITE_LOCATION",
+    "ACCESS_LOG",
+    "JWT_REQUIRE_EXP",
+    "RATE_LIMIT_HEADERS",
+    "RATE_LIMIT_LOCAL_FALLBACK",
+)
+_STRINGS = ("CACHE_ALIAS", "VIA", "REQUEST_ID_HEADER", "JWT_KEY_CLAIM", "RATE_LIMIT_KEY_PREFIX")
+_OPTIONAL_STRINGS = (
+    "API_KEY_QUERY_PARAM",
+    "JWT_COOKIE",
+    "JWT_GROUPS_CLAIM",
+    "RATE_LIMIT_CACHE_ALIAS",
+)
+DJANGO_REDIS_BACKEND = "django_redis.cache.RedisCache"
 
 
 def check_middleware(**kwargs: Any) -> list[checks.CheckMessage]:
@@ -176,15 +193,20 @@ def check_settings(**kwargs: Any) -> list[checks.CheckMessage]:
     return errors
 
 
+def _missing_cache(setting: str, alias: Any) -> list[checks.CheckMessage]:
+    if alias in (getattr(settings, "CACHES", {}) or {"default": {}}):
+        return []
+    return [
+        checks.Error(
+            f"GATEWAY[{setting!r}] is {alias!r}, which is not in CACHES.", id="django_gateway.E007"
+        )
+    ]
+
+
 def _check_cache(alias: Any) -> list[checks.CheckMessage]:
     caches = getattr(settings, "CACHES", {}) or {"default": {}}
-    if alias not in caches:
-        return [
-            checks.Error(
-                f"GATEWAY['CACHE_ALIAS'] is {alias!r}, which is not in CACHES.",
-                id="django_gateway.E007",
-            )
-        ]
+    if missing := _missing_cache("CACHE_ALIAS", alias):
+        return missing
     backend = caches[alias].get("BACKEND", "django.core.cache.backends.locmem.LocMemCache")
     if backend.endswith(("LocMemCache", "DummyCache")):
         return [
@@ -198,6 +220,58 @@ def _check_cache(alias: Any) -> list[checks.CheckMessage]:
     return []
 
 
+def check_rate_limit_cache(
+    databases: list[str] | None = None, **kwargs: Any
+) -> list[checks.CheckMessage]:
+    """Limits need a cache every process shares.
+
+    E008 only matters once limits exist, which takes a query: like every Django check that reads
+    the database it runs when ``databases`` is given (``check --database default``, ``migrate``).
+    """
+    user = getattr(settings, "GATEWAY", None) or {}
+    if not isinstance(user, dict):
+        return []  # E005 already
+    alias = user.get("RATE_LIMIT_CACHE_ALIAS") or user.get("CACHE_ALIAS", DEFAULTS["CACHE_ALIAS"])
+    setting = "RATE_LIMIT_CACHE_ALIAS" if user.get("RATE_LIMIT_CACHE_ALIAS") else "CACHE_ALIAS"
+    if missing := _missing_cache(setting, alias):
+        return missing if setting == "RATE_LIMIT_CACHE_ALIAS" else []  # else E007 said it
+    caches = getattr(settings, "CACHES", {}) or {"default": {}}
+    if caches[alias].get("BACKEND") == DJANGO_REDIS_BACKEND:
+        return []
+    if user.get("RATE_LIMIT_LOCAL_FALLBACK", False):
+        return [
+            checks.Warning(
+                "Rate limits are counted in each process's memory, so N processes admit N times "
+                "the limit.",
+                hint="Development only: point the rate-limit cache at Redis in production.",
+                id="django_gateway.W002",
+            )
+        ]
+    if not databases or not _rate_limits_exist(databases):
+        return []
+    return [
+        checks.Error(
+            f"Rate limits are configured but the cache {alias!r} is not a django-redis cache, so "
+            "fault-tolerant limits are not enforced and the others answer 503.",
+            hint=f"Use {DJANGO_REDIS_BACKEND!r} for GATEWAY[{setting!r}], or set "
+            "GATEWAY['RATE_LIMIT_LOCAL_FALLBACK'] = True for development.",
+            id="django_gateway.E008",
+        )
+    ]
+
+
+def _rate_limits_exist(databases: list[str]) -> bool:
+    from django.db import DatabaseError
+
+    from .models import RateLimit
+
+    try:
+        return any(RateLimit.objects.using(db).filter(enabled=True).exists() for db in databases)
+    except DatabaseError:  # not migrated yet
+        return False
+
+
 def register() -> None:
     checks.register(check_middleware, "django_gateway")
     checks.register(check_settings, "django_gateway")
+    checks.register(check_rate_limit_cache, "django_gateway")

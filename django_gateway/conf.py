@@ -73,6 +73,19 @@ DEFAULTS: dict[str, Any] = {
     # window (seconds), further attempts get 429 until the window ends; 0 turns it off.
     "AUTH_FAILURE_LIMIT": 20,
     "AUTH_FAILURE_WINDOW": 60,
+    # --- rate limiting (docs/rate-limiting.md) ---
+    # Alias of the django-redis cache that holds the counters (None: the CACHE_ALIAS cache).
+    "RATE_LIMIT_CACHE_ALIAS": None,
+    # Prefix of every counter key, after the cache's own KEY_PREFIX.
+    "RATE_LIMIT_KEY_PREFIX": "gateway:rl",
+    # Seconds a Redis call may take (connect, or reply) before Redis counts as unreachable.
+    "RATE_LIMIT_TIMEOUT": 0.1,
+    # Seconds the limiter leaves an unreachable Redis alone before trying again (0: every request).
+    "RATE_LIMIT_RETRY_INTERVAL": 1.0,
+    # Send RateLimit-* and X-RateLimit-* headers on the responses of limited routes.
+    "RATE_LIMIT_HEADERS": True,
+    # Development only: count in each process's memory when that cache is not Redis (W002).
+    "RATE_LIMIT_LOCAL_FALLBACK": False,
 }
 
 

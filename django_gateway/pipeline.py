@@ -48,6 +48,8 @@ class Exchange:
     tries: int = 0
     identity: Identity | None = None  # set by authentication
     credential_use: CredentialUse = field(default_factory=CredentialUse)  # for hide_credentials
+    #: Headers for whatever response the request gets, errors included (RateLimit-*).
+    response_headers: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def route(self) -> CompiledRoute:
@@ -108,15 +110,17 @@ def new_exchange(
 def _stages():  # type: ignore[no-untyped-def]
     """The stages in order, imported on first use: they import this module.
 
-    IP rules (403) before authentication (401, 429), group ACLs (401/403) after it, then proxy.
+    IP rules (403) before authentication (401, 429), group ACLs (401/403) after it, rate limits
+    (429) once the consumer is known and allowed, then proxy.
     """
     global _stage_functions
     if _stage_functions is None:
         from .auth import authenticate
         from .permissions import check_groups, restrict_ip
         from .proxy.forwarder import forward
+        from .throttling.stage import throttle
 
-        _stage_functions = (restrict_ip, authenticate, check_groups), forward
+        _stage_functions = (restrict_ip, authenticate, check_groups, throttle), forward
     return _stage_functions
 
 
@@ -144,6 +148,8 @@ def handle(exchange: Exchange) -> HttpResponseBase:
             request_id_header=gateway_settings.REQUEST_ID_HEADER,
         )
         response.exception = exc  # type: ignore[attr-defined]
+    for name, value in exchange.response_headers:
+        response[name] = value
     log_access(exchange, response.status_code)
     return response
 

@@ -47,6 +47,7 @@ class CompiledRoute:
     denied_groups: frozenset[str] = frozenset()
     allowed_ips: tuple[Any, ...] = ()  # ipaddress networks
     denied_ips: tuple[Any, ...] = ()
+    limits: Any = None  # throttling.rules.RouteLimits, or None when no rate limit applies
 
     @property
     def specificity(self) -> int:

@@ -15,9 +15,9 @@ def _changed(sender: type, **kwargs: Any) -> None:
 
 
 def connect() -> None:
-    from .models import APIKey, Consumer, JWTCredential, Route, Service, Target
+    from .models import APIKey, Consumer, JWTCredential, RateLimit, Route, Service, Target
 
-    for model in (Service, Target, Route, Consumer, APIKey, JWTCredential):
+    for model in (Service, Target, Route, Consumer, APIKey, JWTCredential, RateLimit):
         uid = f"django_gateway.version.{model.__name__}"
         post_save.connect(_changed, sender=model, dispatch_uid=uid + ".save")
         post_delete.connect(_changed, sender=model, dispatch_uid=uid + ".delete")

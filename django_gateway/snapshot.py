@@ -19,9 +19,10 @@ from .auth.jwt import JWTCredentialConfig, compile_credential
 from .auth.token_cache import VerifiedTokens
 from .balancing import Instance
 from .conf import gateway_settings
-from .models import Consumer, JWTCredential, Route, Service
+from .models import Consumer, JWTCredential, RateLimit, Route, Service
 from .netpolicy import parse_networks
 from .routing import CompiledRoute, RouteTable
+from .throttling.rules import LimitIndex, compile_limit
 from .versioning import current_version
 
 logger = logging.getLogger(__name__)
@@ -85,7 +86,10 @@ def _consumer_config(consumer: Consumer) -> ConsumerConfig:
 
 
 def _compile_route(
-    route: Route, service: ServiceConfig, consumers: dict[int, ConsumerConfig]
+    route: Route,
+    service: ServiceConfig,
+    consumers: dict[int, ConsumerConfig],
+    limits: LimitIndex,
 ) -> CompiledRoute:
     return CompiledRoute(
         id=route.pk,
@@ -111,6 +115,7 @@ def _compile_route(
         denied_groups=frozenset(route.denied_groups or ()),
         allowed_ips=parse_networks(route.allowed_ips or ()),
         denied_ips=parse_networks(route.denied_ips or ()),
+        limits=limits.for_route(route.pk, service.id),
     )
 
 
@@ -122,8 +127,9 @@ def build_snapshot(version: str = "") -> Snapshot:
     }
     by_id = {s.id: s for s in services.values()}
     consumers = {c.pk: _consumer_config(c) for c in Consumer.objects.filter(enabled=True)}
+    limits = LimitIndex(map(compile_limit, RateLimit.objects.filter(enabled=True)), consumers)
     routes = [
-        _compile_route(route, by_id[route.service_id], consumers)
+        _compile_route(route, by_id[route.service_id], consumers, limits)
         for route in Route.objects.filter(enabled=True, service__enabled=True)
     ]
     jwt_credentials = {

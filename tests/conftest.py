@@ -17,10 +17,20 @@ from django_gateway.testing.upstreams import EchoUpstream
 
 @pytest.fixture(autouse=True)
 def fresh_gateway_state() -> Iterator[None]:
-    """Each test starts with no snapshot, no ejections and an empty connection pool."""
+    """Each test starts with no snapshot, no ejections, an empty connection pool and no
+    rate-limit counts (row ids come back after a rollback, and counter keys hold them)."""
     reset_gateway_state()
     yield
     reset_gateway_state()
+    if getattr(settings, "REDIS_AVAILABLE", False):
+        from django_redis import get_redis_connection
+
+        from django_gateway.throttling.engine import key_prefix
+
+        client = get_redis_connection("default")
+        keys = list(client.scan_iter(match=f"{key_prefix()}:*", count=1000))
+        if keys:
+            client.delete(*keys)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -106,8 +106,9 @@ else:
     print(f"note: no Redis at {REDIS_URL}; using a local-memory cache", file=sys.stderr)
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
-GATEWAY = {"CONFIG_POLL_INTERVAL": 0.2}
-SILENCED_SYSTEM_CHECKS = ["django_gateway.W001"]
+# Without Redis the rate-limit tests run on the in-process engine (same algorithm) instead.
+GATEWAY = {"CONFIG_POLL_INTERVAL": 0.2, "RATE_LIMIT_LOCAL_FALLBACK": not REDIS_AVAILABLE}
+SILENCED_SYSTEM_CHECKS = ["django_gateway.W001", "django_gateway.W002"]
 
 LOGGING = {
     "version": 1,

@@ -28,6 +28,8 @@ def service_form(**overrides):
         "targets-0-enabled": "on",
         "routes-TOTAL_FORMS": "0",
         "routes-INITIAL_FORMS": "0",
+        "rate_limits-TOTAL_FORMS": "0",
+        "rate_limits-INITIAL_FORMS": "0",
     }
     data.update(overrides)
     return data
@@ -71,6 +73,8 @@ def route_form(service, **overrides):
         "enabled": "on",
         "authentication": "none",
         "hide_credentials": "on",
+        "rate_limits-TOTAL_FORMS": "0",
+        "rate_limits-INITIAL_FORMS": "0",
     }
     data.update(overrides)
     return data

@@ -34,6 +34,8 @@ def consumer_form(**overrides):
         "api_keys-INITIAL_FORMS": "0",
         "jwt_credentials-TOTAL_FORMS": "0",
         "jwt_credentials-INITIAL_FORMS": "0",
+        "rate_limits-TOTAL_FORMS": "0",
+        "rate_limits-INITIAL_FORMS": "0",
     }
     data.update(overrides)
     return data
@@ -174,6 +176,8 @@ def route_form(service, **overrides):
         "allowed_ips": "10.0.0.0/8, 192.0.2.7",
         "denied_ips": "",
         "enabled": "on",
+        "rate_limits-TOTAL_FORMS": "0",
+        "rate_limits-INITIAL_FORMS": "0",
     }
     data.update(overrides)
     return data

@@ -68,3 +68,35 @@ def test_settings_checks(gateway, expected):
 def test_per_process_cache_warns():
     caches = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     assert ids(CACHES=caches, SILENCED_SYSTEM_CHECKS=[]) == ["django_gateway.W001"]
+
+
+LOCMEM = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+REDIS = {"default": {"BACKEND": "django_redis.cache.RedisCache", "LOCATION": "redis://127.0.0.1"}}
+
+
+def rate_limit_ids(databases=None, **kwargs) -> list[str]:
+    from django_gateway.checks import check_rate_limit_cache
+
+    with override_settings(**kwargs):
+        return [message.id for message in check_rate_limit_cache(databases=databases)]
+
+
+@pytest.mark.django_db
+def test_rate_limits_without_redis_are_an_error_once_limits_exist():
+    from django_gateway.models import RateLimit
+
+    assert rate_limit_ids(["default"], CACHES=LOCMEM, GATEWAY={}) == []  # no limit yet
+    RateLimit.objects.create(limit=10)
+    assert rate_limit_ids(["default"], CACHES=LOCMEM, GATEWAY={}) == ["django_gateway.E008"]
+    assert rate_limit_ids(None, CACHES=LOCMEM, GATEWAY={}) == []  # no database asked for
+    assert rate_limit_ids(["default"], CACHES=REDIS, GATEWAY={}) == []
+    fallback = {"RATE_LIMIT_LOCAL_FALLBACK": True}
+    assert rate_limit_ids(["default"], CACHES=LOCMEM, GATEWAY=fallback) == ["django_gateway.W002"]
+
+
+def test_rate_limit_cache_alias_must_exist():
+    gateway = {"RATE_LIMIT_CACHE_ALIAS": "limits"}
+    assert ids(CACHES=REDIS, GATEWAY=gateway) == ["django_gateway.E007"]
+    assert ids(CACHES={**REDIS, "limits": REDIS["default"]}, GATEWAY=gateway) == []
+    assert ids(GATEWAY={"RATE_LIMIT_TIMEOUT": 0}) == ["django_gateway.E005"]
+    assert ids(GATEWAY={"RATE_LIMIT_HEADERS": "no"}) == ["django_gateway.E005"]

@@ -1,4 +1,4 @@
-"""Django admin for services, targets, routes, consumers and their credentials.
+"""Django admin for services, targets, routes, consumers, their credentials and rate limits.
 
 One module per model family; importing the package registers them all (Django imports
 ``django_gateway.admin`` through ``autodiscover``).
@@ -6,7 +6,8 @@ One module per model family; importing the package registers them all (Django im
 
 from .consumers import ConsumerAdmin
 from .keys import APIKeyAdmin
+from .limits import RateLimitAdmin
 from .routes import RouteAdmin
 from .services import ServiceAdmin
 
-__all__ = ["APIKeyAdmin", "ConsumerAdmin", "RouteAdmin", "ServiceAdmin"]
+__all__ = ["APIKeyAdmin", "ConsumerAdmin", "RateLimitAdmin", "RouteAdmin", "ServiceAdmin"]

@@ -8,18 +8,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.db import models
 from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.cache import add_never_cache_headers
+from django.utils.html import format_html, format_html_join
 
 from .. import operations
 from ..forms import ConsumerForm
 from ..models import APIKey, Consumer, JWTCredential
+from ..throttling.base import LimiterUnavailable
+from ..throttling.quota import consumer_quota, reset_consumer_counters
 from .base import EnableDisableMixin
+from .limits import ConsumerLimitInline
 
 KEY_FIELDS = ("prefix", "name", "created_at", "expires_at", "revoked_at", "last_used_at")
 
@@ -51,9 +55,10 @@ class ConsumerAdmin(EnableDisableMixin, admin.ModelAdmin):
     list_display = ("username", "custom_id", "group_list", "enabled", "key_count")
     list_filter = ("enabled",)
     search_fields = ("username", "custom_id", "groups")
-    inlines = [APIKeyInline, JWTCredentialInline]
-    actions = ["issue_api_key", "enable_selected", "disable_selected"]
-    fields = ("username", "custom_id", "user", "groups", "enabled")
+    inlines = [APIKeyInline, JWTCredentialInline, ConsumerLimitInline]
+    actions = ["issue_api_key", "reset_rate_limits", "enable_selected", "disable_selected"]
+    fields = ("username", "custom_id", "user", "groups", "enabled", "rate_limit_quota")
+    readonly_fields = ("rate_limit_quota",)
     raw_id_fields = ("user",)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
@@ -89,3 +94,45 @@ class ConsumerAdmin(EnableDisableMixin, admin.ModelAdmin):
         )
         add_never_cache_headers(response)
         return response
+
+    @admin.display(description="rate-limit quota (live)")
+    def rate_limit_quota(self, consumer: Consumer) -> str:
+        """What each of the consumer's counters has left right now, read from Redis."""
+        if consumer.pk is None:
+            return "-"
+        rows, error = consumer_quota(consumer)
+        if not rows:
+            return "No rate limit counts this consumer (limits by IP or header count clients)."
+        body = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (
+                    row.limit,
+                    row.counted,
+                    "?" if row.remaining is None else f"{row.remaining} of {row.limit.limit}",
+                    "?" if row.reset is None else f"{row.reset} s",
+                )
+                for row in rows
+            ),
+        )
+        note = format_html("<p>Redis cannot be read: {}</p>", error) if error else ""
+        return format_html(
+            "<table><thead><tr><th>limit</th><th>counted</th><th>remaining</th>"
+            "<th>next slot frees in</th></tr></thead><tbody>{}</tbody></table>{}",
+            body,
+            note,
+        )
+
+    @admin.action(description="Reset rate-limit counters")
+    def reset_rate_limits(self, request: HttpRequest, queryset: QuerySet) -> None:
+        try:
+            cleared = sum(reset_consumer_counters(consumer) for consumer in queryset)
+        except LimiterUnavailable as exc:
+            self.message_user(request, f"Counters not reset: {exc}", messages.ERROR)
+            return
+        self.message_user(
+            request,
+            f"Reset {cleared} counter(s) of {queryset.count()} consumer(s).",
+            messages.SUCCESS,
+        )

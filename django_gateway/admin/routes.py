@@ -7,6 +7,7 @@ from django.contrib import admin
 from ..forms import RouteForm
 from ..models import Route
 from .base import EnableDisableMixin
+from .limits import RouteLimitInline
 
 
 @admin.register(Route)
@@ -26,6 +27,7 @@ class RouteAdmin(EnableDisableMixin, admin.ModelAdmin):
     list_select_related = ("service",)
     search_fields = ("name", "paths", "hosts", "service__name")
     autocomplete_fields = ("service", "anonymous_consumer")
+    inlines = [RouteLimitInline]
     fieldsets = (
         (None, {"fields": ("name", "service", "enabled")}),
         ("Matching", {"fields": ("paths", "hosts", "methods", "headers", "priority")}),

@@ -9,6 +9,7 @@ from django.http import HttpRequest
 from ..forms import RouteForm
 from ..models import Route, Service, Target
 from .base import EnableDisableMixin
+from .limits import ServiceLimitInline
 
 
 class TargetInline(admin.TabularInline):
@@ -30,7 +31,7 @@ class ServiceAdmin(EnableDisableMixin, admin.ModelAdmin):
     list_display = ("name", "protocol", "path", "target_list", "retries", "enabled")
     list_filter = ("enabled", "protocol")
     search_fields = ("name", "targets__host")
-    inlines = [TargetInline, RouteInline]
+    inlines = [TargetInline, RouteInline, ServiceLimitInline]
     fieldsets = (
         (None, {"fields": ("name", "protocol", "path", "enabled")}),
         (

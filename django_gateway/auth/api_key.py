@@ -250,7 +250,7 @@ class APIKeyAuthenticator:
             logger.debug("API key refused: consumer disabled (prefix %s)", prefix)
             raise Unauthorized("The consumer of this API key is disabled.")
         usage.record(record.id)
-        return Identity(consumer, prefix, consumer.groups)
+        return Identity(consumer, prefix, consumer.groups, credential_type="key")
 
 
 api_key_authenticator = APIKeyAuthenticator()

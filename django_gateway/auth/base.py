@@ -31,6 +31,7 @@ class Identity:
     credential: str  # sent upstream as X-Credential-Identifier ("" for the anonymous consumer)
     groups: frozenset[str]  # the consumer's groups, plus any a JWT groups claim mapped in
     anonymous: bool = False
+    credential_type: str = ""  # "key" or "jwt": with ``credential``, what rate limits count by
 
 
 @dataclass(slots=True)

@@ -284,7 +284,9 @@ class JWTAuthenticator:
         maximum = settings.JWT_MAXIMUM_EXPIRATION
         if maximum is not None and claims["exp"] > time.time() + maximum + settings.JWT_LEEWAY:
             raise Unauthorized("The token is valid for longer than this gateway accepts.")
-        identity = Identity(consumer, config.key, consumer.groups | _claim_groups(claims))
+        identity = Identity(
+            consumer, config.key, consumer.groups | _claim_groups(claims), credential_type="jwt"
+        )
         verified.put(
             token,
             VerifiedToken(

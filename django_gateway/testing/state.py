@@ -16,13 +16,17 @@ from __future__ import annotations
 
 def reset_gateway_state() -> None:
     """Forget the snapshot, ejections, balancer positions, pooled connections, brute-force blocks,
-    queued key uses and fetched JWKS documents of this process."""
+    queued key uses, fetched JWKS documents, the rate limiter's breaker and the event counters of
+    this process. Counts already in Redis stay: give each test its own keys or delete them."""
     from ..auth import jwks, usage
     from ..auth.bruteforce import failures
     from ..balancing import balancers
     from ..health import health
+    from ..metrics import counters
     from ..proxy import forwarder
     from ..snapshot import holder
+    from ..throttling.engine import reset_limiter
+    from ..throttling.stage import outage_warnings
 
     holder.invalidate()
     health.reset()
@@ -31,3 +35,6 @@ def reset_gateway_state() -> None:
     failures.reset()
     usage.recorder.reset()
     jwks.cache.reset()
+    reset_limiter()
+    outage_warnings.reset()
+    counters.clear()

@@ -1,0 +1,125 @@
+"""Which limiter this process uses, and how counter keys are named.
+
+The limiter is built from settings on first use and rebuilt when they change: the Redis engine on
+the django-redis cache named by ``RATE_LIMIT_CACHE_ALIAS`` (else ``CACHE_ALIAS``), with its own
+connection pool so the short ``RATE_LIMIT_TIMEOUT`` and the no-retry policy never touch the
+project's cache; the in-process engine when ``RATE_LIMIT_LOCAL_FALLBACK`` allows it; otherwise an
+engine that is always unavailable, so limits behave exactly as with Redis down (check E008).
+
+Keys are ``<cache KEY_PREFIX>:<RATE_LIMIT_KEY_PREFIX>:<limit id>:<period seconds>:<who>``: the
+limit (not the request path) and the resolved identity, so ``/api//x`` and ``/api/x`` share a
+bucket, and changing a limit's period starts a fresh one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import logging
+from collections.abc import Sequence
+from functools import lru_cache
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+
+from ..checks import DJANGO_REDIS_BACKEND
+from ..conf import gateway_settings
+from .base import Decision, Limiter, LimiterUnavailable, LimitSpec
+from .local_limiter import LocalLimiter
+from .redis_limiter import RedisLimiter, pool_from_django_cache
+
+logger = logging.getLogger(__name__)
+
+
+class UnconfiguredLimiter(Limiter):
+    """Stands in when no shared cache is configured: every call is 'Redis is down'."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    def hit(
+        self, specs: Sequence[LimitSpec], *, cost: int = 1, now_ms: int | None = None
+    ) -> Decision:
+        raise LimiterUnavailable(self.reason)
+
+    def peek(self, specs: Sequence[LimitSpec], *, now_ms: int | None = None) -> Decision:
+        raise LimiterUnavailable(self.reason)
+
+    def reset(self, keys: Sequence[str]) -> int:
+        raise LimiterUnavailable(self.reason)
+
+
+def cache_alias() -> str:
+    return gateway_settings.RATE_LIMIT_CACHE_ALIAS or gateway_settings.CACHE_ALIAS
+
+
+def _build_limiter() -> Limiter:
+    alias = cache_alias()
+    config = settings.CACHES.get(alias, {})
+    if config.get("BACKEND") == DJANGO_REDIS_BACKEND:
+        timeout = gateway_settings.RATE_LIMIT_TIMEOUT
+        try:
+            pool = pool_from_django_cache(alias, socket_timeout=timeout, connect_timeout=timeout)
+        except ImproperlyConfigured as exc:  # Sentinel, say: treat as down, and say why
+            logger.error("Rate limits cannot be counted: %s", exc)
+            return UnconfiguredLimiter(str(exc))
+        return RedisLimiter(pool, retry_interval=gateway_settings.RATE_LIMIT_RETRY_INTERVAL)
+    if gateway_settings.RATE_LIMIT_LOCAL_FALLBACK:
+        return LocalLimiter()
+    reason = f"the rate-limit cache {alias!r} is not a django-redis cache (check E008)"
+    logger.error("Rate limits cannot be counted: %s", reason)
+    return UnconfiguredLimiter(reason)
+
+
+def get_limiter() -> Limiter:
+    return gateway_settings.derived("rate_limiter", _build_limiter)
+
+
+def reset_limiter() -> None:
+    """Build the limiter again on next use: a fresh pool and a closed breaker (tests)."""
+    gateway_settings.reload()
+
+
+def _key_prefix() -> str:
+    cache_prefix = settings.CACHES.get(cache_alias(), {}).get("KEY_PREFIX", "")
+    own = gateway_settings.RATE_LIMIT_KEY_PREFIX
+    return f"{cache_prefix}:{own}" if cache_prefix else own
+
+
+def key_prefix() -> str:
+    return gateway_settings.derived("rate_limit_key_prefix", _key_prefix)
+
+
+def counter_key(limit_id: int, seconds: int, who: str) -> str:
+    return f"{key_prefix()}:{limit_id}:{seconds}:{who}"
+
+
+def consumer_part(consumer_id: int) -> str:
+    return f"c{consumer_id}"
+
+
+def credential_part(credential_type: str, credential: str) -> str:
+    return f"{credential_type}:{digest(credential)}"
+
+
+def header_part(value: str) -> str:
+    return f"h:{digest(value)}"
+
+
+def digest(value: str) -> str:
+    """Bounded, printable key parts whatever the client sent."""
+    return hashlib.blake2b(value.encode("utf-8", "surrogateescape"), digest_size=12).hexdigest()
+
+
+@lru_cache(maxsize=4096)
+def client_part(address: str) -> str:
+    """IPv4 addresses count alone; IPv6 clients by /64, the block one subscriber usually holds."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return f"ip:{digest(address)}"
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return f"ip:{ip.ipv4_mapped}"
+        return f"ip:{ipaddress.IPv6Network((ip, 64), strict=False).network_address}/64"
+    return f"ip:{ip}"

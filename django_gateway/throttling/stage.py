@@ -1,0 +1,146 @@
+"""The ``throttle`` pipeline stage: every limit that applies, one limiter call, the headers.
+
+It runs after authentication (limits count by consumer or credential) and group checks (a request
+refused there never spends quota). Allowed requests leave the ``RateLimit-*`` headers on the
+Exchange for whatever response follows; a request over any limit gets 429 with ``Retry-After``
+and spends nothing in the other limits. While the limiter is unavailable, fault-tolerant limits
+let traffic through without headers (warned about and counted); any other limit answers 503.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from typing import TYPE_CHECKING
+
+from ..conf import gateway_settings
+from ..exceptions import ServiceUnavailable, TooManyRequests
+from ..metrics import counters
+from .base import Decision, LimiterUnavailable, LimitSpec, LimitStatus
+from .engine import (
+    client_part,
+    consumer_part,
+    counter_key,
+    credential_part,
+    get_limiter,
+    header_part,
+)
+from .rules import CompiledLimit
+
+if TYPE_CHECKING:
+    from ..pipeline import Exchange
+
+logger = logging.getLogger(__name__)
+
+#: Counted each time a request passes unlimited because the limiter is unavailable.
+UNAVAILABLE_ADMITTED = "rate_limit.unavailable_admitted"
+#: Counted each time a request gets 503 because a limit that is not fault-tolerant cannot be checked.
+UNAVAILABLE_REFUSED = "rate_limit.unavailable_refused"
+
+
+class _OutageWarnings:
+    """At most one warning per ``every`` seconds: an outage must not turn into a log flood."""
+
+    clock = staticmethod(time.monotonic)
+
+    def __init__(self, every: float = 10.0) -> None:
+        self.every = every
+        self.reset()
+
+    def reset(self) -> None:
+        self._last = -self.every
+
+    def warn(self, message: str) -> None:
+        now = self.clock()
+        if now - self._last >= self.every:
+            self._last = now
+            logger.warning(message)
+
+
+outage_warnings = _OutageWarnings()
+
+
+def throttle(exchange: Exchange) -> None:
+    limits = exchange.route.limits
+    if limits is None:
+        return
+    identity = exchange.identity
+    applicable = limits.for_consumer(
+        identity.consumer.id if identity is not None and not identity.anonymous else None
+    )
+    specs = [
+        LimitSpec(
+            counter_key(limit.id, limit.seconds, who(limit, exchange)), limit.limit, limit.seconds
+        )
+        for limit in applicable
+    ]
+    try:
+        decision = get_limiter().hit(specs)
+    except LimiterUnavailable as exc:
+        _unavailable(applicable, exc)
+        return
+    if gateway_settings.RATE_LIMIT_HEADERS:
+        exchange.response_headers.extend(rate_limit_headers(applicable, decision))
+    if not decision.allowed:
+        raise TooManyRequests(
+            "This client is over a rate limit; retry after the time in Retry-After.",
+            retry_after=max(1, math.ceil(decision.retry_after)),
+        )
+
+
+def who(limit: CompiledLimit, exchange: Exchange) -> str:
+    """The counted party; anonymous requests, and requests without the header, count by IP."""
+    identity = exchange.identity
+    if limit.limit_by == "consumer":
+        if identity is not None and not identity.anonymous:
+            return consumer_part(identity.consumer.id)
+    elif limit.limit_by == "credential":
+        if identity is not None and identity.credential:
+            return credential_part(identity.credential_type, identity.credential)
+    elif limit.limit_by == "header":
+        value = exchange.environ.get(limit.header_key)
+        if value:
+            return header_part(value)
+    return client_part(exchange.client_ip)
+
+
+def rate_limit_headers(
+    limits: tuple[CompiledLimit, ...], decision: Decision
+) -> list[tuple[str, str]]:
+    """``RateLimit-*`` for the most restrictive limit, ``X-RateLimit-*-<Period>`` per period."""
+    tightest = min(decision.statuses, key=_restrictiveness)
+    headers = [
+        ("RateLimit-Limit", str(tightest.spec.limit)),
+        ("RateLimit-Remaining", str(tightest.remaining)),
+        ("RateLimit-Reset", str(math.ceil(tightest.reset))),
+    ]
+    per_period: dict[str, LimitStatus] = {}
+    for limit, status in zip(limits, decision.statuses, strict=True):
+        seen = per_period.get(limit.period)
+        if seen is None or _restrictiveness(status) < _restrictiveness(seen):
+            per_period[limit.period] = status
+    for period, status in per_period.items():
+        name = period.capitalize()
+        headers.append((f"X-RateLimit-Limit-{name}", str(status.spec.limit)))
+        headers.append((f"X-RateLimit-Remaining-{name}", str(status.remaining)))
+    return headers
+
+
+def _restrictiveness(status: LimitStatus) -> tuple[int, float]:
+    return status.remaining, -status.reset
+
+
+def _unavailable(limits: tuple[CompiledLimit, ...], error: LimiterUnavailable) -> None:
+    if all(limit.fault_tolerant for limit in limits):
+        count = counters.increment(UNAVAILABLE_ADMITTED)
+        outage_warnings.warn(
+            f"Rate limits not enforced ({count} request(s) so far in this process): {error}"
+        )
+        return
+    counters.increment(UNAVAILABLE_REFUSED)
+    outage_warnings.warn(f"Refusing requests on strict rate limits: {error}")
+    raise ServiceUnavailable(
+        "Rate limits cannot be checked right now.",
+        retry_after=max(1, math.ceil(gateway_settings.RATE_LIMIT_RETRY_INTERVAL)),
+    )
