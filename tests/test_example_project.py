@@ -23,6 +23,7 @@ COUNTS = {
     "targets": "SELECT COUNT(*) FROM django_gateway_target",
     "routes": "SELECT COUNT(*) FROM django_gateway_route",
     "superusers": "SELECT COUNT(*) FROM auth_user WHERE is_superuser",
+    "rate limits": "SELECT COUNT(*) FROM django_gateway_ratelimit",
 }
 
 
@@ -52,7 +53,13 @@ def test_seed_only_is_idempotent_and_follows_the_upstream_ports(tmp_path: Path) 
     first = run_demo(db_path)
     assert "admin / admin" in first.stdout
     after_first = table_counts(db_path)
-    assert after_first == {"services": 2, "targets": 3, "routes": 4, "superusers": 1}
+    assert after_first == {
+        "services": 2,
+        "targets": 3,
+        "routes": 4,
+        "superusers": 1,
+        "rate limits": 1,
+    }
 
     second = run_demo(db_path)
     assert "admin / admin" not in second.stdout  # the superuser already exists

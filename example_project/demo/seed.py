@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from django.db import transaction
 
 from django_gateway import operations
-from django_gateway.models import Consumer, Route, Service, Target
+from django_gateway.models import Consumer, RateLimit, Route, Service, Target
 
 LOOPBACK = "127.0.0.1"
 
@@ -62,6 +62,14 @@ def seed(ports: Sequence[int]) -> Seeded:
         consumer, _ = Consumer.objects.update_or_create(
             username=DEMO_CONSUMER, defaults={"groups": ["demo"], "enabled": True}
         )
+        # Each consumer may call /secure 10 times a minute; the 11th gets 429.
+        limit, _ = RateLimit.objects.update_or_create(
+            route=routes[-1],
+            consumer=None,
+            period="minute",
+            defaults={"limit": 10, "limit_by": "consumer", "enabled": True},
+        )
+        limit.full_clean()
     return Seeded(services=[echo, orders], targets=targets, routes=routes, consumer=consumer)
 
 

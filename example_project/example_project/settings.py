@@ -73,8 +73,10 @@ DATABASES = {
 # django_gateway.W001 warns about: harmless for this one-process demo (an edit made in another
 # process, e.g. `manage.py shell`, still goes live within CONFIG_POLL_INTERVAL), but in production
 # use Redis (django-redis) and do not silence it.
+# For the same reason rate limits count in this process's memory (RATE_LIMIT_LOCAL_FALLBACK below,
+# check W002): exact for one process, N times the limit for N processes.
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
-SILENCED_SYSTEM_CHECKS = ["django_gateway.W001"]
+SILENCED_SYSTEM_CHECKS = ["django_gateway.W001", "django_gateway.W002"]
 
 # Every key is optional; these are the defaults except where a comment says otherwise.
 # docs/settings.md lists them all.
@@ -94,6 +96,8 @@ GATEWAY = {
     "REWRITE_LOCATION": True,
     # One line per proxied request on the "django_gateway.access" logger (see LOGGING).
     "ACCESS_LOG": True,
+    # Demo only (default False): count rate limits in memory, as there is no Redis here.
+    "RATE_LIMIT_LOCAL_FALLBACK": True,
 }
 
 LOGGING = {

@@ -105,7 +105,8 @@ class Command(BaseCommand):
   curl -i '{base}/v1/orders/42?expand=items'     # route "orders-v1": upstream sees /orders/42?...
   curl -i -H 'Host: echo.localhost' {base}/x     # route "echo-by-host", chosen by Host
   curl -i -H 'X-API-Key: {api_key}' {base}/secure/hello
-                                                 # route "echo-key": needs this key (401 without)
+                                                 # route "echo-key": needs this key (401 without),
+                                                 # 10 requests a minute (see RateLimit-Remaining)
   curl -i {base}/                               # no route matches: Django's own view answers
 
 Admin: {base}/admin/  (user admin, password admin: demo only)
