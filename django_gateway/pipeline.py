@@ -148,8 +148,12 @@ def handle(exchange: Exchange) -> HttpResponseBase:
             request_id_header=gateway_settings.REQUEST_ID_HEADER,
         )
         response.exception = exc  # type: ignore[attr-defined]
-    for name, value in exchange.response_headers:
-        response[name] = value
+    if exchange.response_headers:
+        # Straight into Django's header store: the gateway's own names and decimal values need
+        # none of the checks ResponseHeaders.__setitem__ makes, and they replace an upstream's.
+        store = response.headers._store
+        for name, value in exchange.response_headers:
+            store[name.lower()] = (name, value)
     log_access(exchange, response.status_code)
     return response
 

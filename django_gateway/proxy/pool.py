@@ -8,10 +8,8 @@ catches the common keep-alive race without a failed request.
 
 from __future__ import annotations
 
-import select
 import socket
 import ssl
-import struct
 import threading
 import time
 from collections import deque
@@ -21,6 +19,7 @@ from typing import Any
 
 from ..exceptions import UpstreamConnectError, UpstreamConnectTimeout
 from ..netpolicy import ForbiddenAddress, allowed_addresses
+from ..sockets import is_stale, set_kernel_timeouts
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,14 +52,8 @@ KERNEL_TIMEOUTS = (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError,
 
 @dataclass(slots=True, eq=False)
 class Connection:
-    """A keep-alive socket in blocking mode with kernel-enforced timeouts.
-
-    Python's own socket timeouts put the socket in non-blocking mode and ``poll()`` before every
-    send and receive, and ``settimeout`` is an ``ioctl`` each time: three extra system calls per
-    request, which measured as the largest avoidable cost of the proxy. The kernel's
-    ``SO_RCVTIMEO``/``SO_SNDTIMEO`` give the same bound for free, and are only reset when the
-    wanted timeout changes.
-    """
+    """A keep-alive socket in blocking mode with kernel-enforced timeouts (see
+    :mod:`django_gateway.sockets` for why), reset only when the wanted timeout changes."""
 
     endpoint: Endpoint
     sock: socket.socket
@@ -72,11 +65,7 @@ class Connection:
     def set_timeout(self, seconds: float) -> None:
         if seconds == self.timeout:
             return
-        seconds = max(seconds, 0.001)
-        whole = int(seconds)
-        value = struct.pack("ll", whole, int((seconds - whole) * 1_000_000))
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, value)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, value)
+        set_kernel_timeouts(self.sock, seconds)
         self.timeout = seconds
 
 
@@ -135,14 +124,6 @@ def open_connection(endpoint: Endpoint, timeout: float) -> Connection:
     )
 
 
-def _is_stale(sock: socket.socket) -> bool:
-    try:
-        readable, _, _ = select.select([sock], [], [], 0)
-    except (OSError, ValueError):
-        return True
-    return bool(readable)
-
-
 class ConnectionPool:
     """Idle connections per endpoint, LIFO so the warmest connection is reused first."""
 
@@ -169,7 +150,7 @@ class ConnectionPool:
                 conn = idle.pop() if idle else None
             if conn is None:
                 return open_connection(endpoint, connect_timeout)
-            if now - conn.idle_since > self.idle_timeout or (check and _is_stale(conn.sock)):
+            if now - conn.idle_since > self.idle_timeout or (check and is_stale(conn.sock)):
                 conn.sock.close()
                 continue
             conn.reused = True

@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import socket
+import ssl
 import time
 from collections.abc import Callable, Sequence
 from importlib.resources import files
@@ -43,6 +45,7 @@ from redis.retry import Retry
 from redis.sentinel import SentinelConnectionPool
 from redis.utils import HIREDIS_AVAILABLE
 
+from ..sockets import is_stale, set_kernel_timeouts
 from .base import (
     Decision,
     Limiter,
@@ -144,11 +147,17 @@ class RedisLimiter(Limiter):
         except IndexError:
             pass
         try:
-            return self.pool.get_connection()
+            conn = self.pool.get_connection()
         except MaxConnectionsError as exc:  # this process is busy; Redis may be fine
             raise LimiterUnavailable(f"No free Redis connection: {exc}") from exc
         except Exception as exc:  # refused, timed out, or a handshake redis-py could not parse
             raise self._failed(exc) from exc
+        sock = getattr(conn, "_sock", None)
+        timeout = self.pool.connection_kwargs.get("socket_timeout")
+        if isinstance(sock, socket.socket) and not isinstance(sock, ssl.SSLSocket) and timeout:
+            sock.settimeout(None)  # kernel timeouts: no poll() before every send and receive
+            set_kernel_timeouts(sock, timeout)
+        return conn
 
     def _failed(self, exc: BaseException) -> LimiterUnavailable:
         if self.retry_interval > 0:
@@ -158,10 +167,16 @@ class RedisLimiter(Limiter):
 
 def _refresh(conn: ConnectionInterface) -> None:
     """Reconnect a kept connection that Redis closed while it was idle (a restart, a timeout)."""
-    try:
-        stale = conn.can_read()  # True (or an error) when closed, or when data is left unread
-    except redis.ConnectionError:
-        stale = True
+    sock = getattr(conn, "_sock", None)
+    if sock is None:
+        return  # disconnected: the next send connects again
+    if not isinstance(sock, ssl.SSLSocket):
+        stale = is_stale(sock)  # one select(); can_read() would flip the socket's timeout mode
+    else:
+        try:
+            stale = conn.can_read()  # True (or an error) when closed, or when data is left unread
+        except redis.ConnectionError:
+            stale = True
     if stale:
         conn.disconnect()
 

@@ -29,6 +29,9 @@ class CompiledLimit:
     fault_tolerant: bool
     scope: tuple[str, int]  # ("route", id), ("service", id) or ("global", 0)
     consumer_id: int | None
+    # Spelled out once per snapshot instead of once per request:
+    limit_header: str = ""  # X-RateLimit-Limit-Minute
+    remaining_header: str = ""  # X-RateLimit-Remaining-Minute
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +65,8 @@ def compile_limit(row: RateLimit) -> CompiledLimit:
         fault_tolerant=row.fault_tolerant,
         scope=scope,
         consumer_id=row.consumer_id,
+        limit_header=f"X-RateLimit-Limit-{row.period.capitalize()}",
+        remaining_header=f"X-RateLimit-Remaining-{row.period.capitalize()}",
     )
 
 

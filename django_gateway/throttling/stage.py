@@ -109,21 +109,23 @@ def rate_limit_headers(
     limits: tuple[CompiledLimit, ...], decision: Decision
 ) -> list[tuple[str, str]]:
     """``RateLimit-*`` for the most restrictive limit, ``X-RateLimit-*-<Period>`` per period."""
-    tightest = min(decision.statuses, key=_restrictiveness)
+    statuses = decision.statuses
+    tightest = statuses[0] if len(statuses) == 1 else min(statuses, key=_restrictiveness)
     headers = [
         ("RateLimit-Limit", str(tightest.spec.limit)),
         ("RateLimit-Remaining", str(tightest.remaining)),
         ("RateLimit-Reset", str(math.ceil(tightest.reset))),
     ]
-    per_period: dict[str, LimitStatus] = {}
-    for limit, status in zip(limits, decision.statuses, strict=True):
-        seen = per_period.get(limit.period)
+    shown: dict[str, LimitStatus] = {}  # per period, the most restrictive limit
+    for limit, status in zip(limits, statuses, strict=True):
+        seen = shown.get(limit.limit_header)
         if seen is None or _restrictiveness(status) < _restrictiveness(seen):
-            per_period[limit.period] = status
-    for period, status in per_period.items():
-        name = period.capitalize()
-        headers.append((f"X-RateLimit-Limit-{name}", str(status.spec.limit)))
-        headers.append((f"X-RateLimit-Remaining-{name}", str(status.remaining)))
+            shown[limit.limit_header] = status
+    for limit in limits:
+        status = shown.pop(limit.limit_header, None)
+        if status is not None:
+            headers.append((limit.limit_header, str(status.spec.limit)))
+            headers.append((limit.remaining_header, str(status.remaining)))
     return headers
 
 
