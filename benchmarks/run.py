@@ -67,9 +67,14 @@ TARGETS = (
         "gateway-jwt", "django-gateway (JWT RS256 route)", None, "/gwjwt" + UPSTREAM_PATH,
         server="gateway", credential="jwt",
     ),
+    Target(
+        "gateway-limited", "django-gateway (2 rate limits)", None, "/gwlimit" + UPSTREAM_PATH,
+        server="gateway",
+    ),
 )  # fmt: skip
 MIN_KEY_VS_OPEN = 0.92
 MIN_JWT_VS_OPEN = 0.80
+MIN_LIMITED_VS_OPEN = 0.90
 
 
 def credential_headers(target: Target, credentials: dict[str, str]) -> list[str]:
@@ -350,6 +355,11 @@ def verdicts(http: dict | None, matching: dict | None) -> list[dict]:
                 "target": f"JWT (RS256) route req/s >= {MIN_JWT_VS_OPEN:.0%} of the open route",
                 "passed": t["gateway-jwt"]["rps"] >= MIN_JWT_VS_OPEN * gateway["rps"],
                 "measured": f"{t['gateway-jwt']['rps'] / gateway['rps']:.0%}",
+            },
+            {
+                "target": f"route with 2 rate limits req/s >= {MIN_LIMITED_VS_OPEN:.0%} of the open route",
+                "passed": t["gateway-limited"]["rps"] >= MIN_LIMITED_VS_OPEN * gateway["rps"],
+                "measured": f"{t['gateway-limited']['rps'] / gateway['rps']:.0%}",
             },
             {
                 "target": "every request answered without error (all targets)",

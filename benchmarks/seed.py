@@ -1,4 +1,4 @@
-"""Create the benchmark database: migrate, then one service (the upstream) and one open route.
+"""Create the benchmark database: migrate, then one service (the upstream) and its routes.
 
 Run by :mod:`benchmarks.run` as ``python -m benchmarks.seed`` with the benchmark environment set.
 The rows go through ``full_clean`` like an admin edit would, so the benchmark route is a valid one.
@@ -32,11 +32,26 @@ def main() -> None:
     route = Route(name="bench-open", service=service, paths=["/gw"], strip_path=True)
     route.full_clean()
     route.save()
+    seed_limited_route(service)
     credentials = seed_authenticated_routes(service)
     path = os.environ.get("BENCH_CREDENTIALS_PATH")
     if path:
         with open(path, "w") as handle:
             json.dump(credentials, handle)
+
+
+def seed_limited_route(service) -> None:  # type: ignore[no-untyped-def]
+    """/gwlimit: the open route plus two rate limits by client IP that the run never exhausts,
+    so every request pays for the limiter's round trip (one EVALSHA for both)."""
+    from django_gateway.models import RateLimit, Route
+
+    route = Route(name="bench-limited", service=service, paths=["/gwlimit"], strip_path=True)
+    route.full_clean()
+    route.save()
+    for period in ("minute", "hour"):
+        limit = RateLimit(route=route, limit=1_000_000_000, period=period, limit_by="ip")
+        limit.full_clean()
+        limit.save()
 
 
 def seed_authenticated_routes(service) -> dict[str, str]:  # type: ignore[no-untyped-def]
