@@ -39,7 +39,16 @@ class ServiceConfig:
     timeout: float
     retries: int
     tls_verify: bool
-    targets: tuple[Instance, ...]
+    targets: tuple[Instance, ...]  # static targets (empty for discovery="consul")
+    discovery: str = "static"
+    consul_service: str = ""  # the name in Consul (the service's own name when not set)
+    consul_tags: tuple[str, ...] = ()
+    consul_datacenter: str = ""
+    consul_include_warning: bool = False
+    load_balancing: str = "round_robin"
+    hash_on: str = "ip"
+    hash_on_header: str = ""
+    hash_on_cookie: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +82,15 @@ def _service_config(service: Service) -> ServiceConfig:
         retries=service.retries,
         tls_verify=service.tls_verify,
         targets=targets,
+        discovery=service.discovery,
+        consul_service=service.consul_service or service.name,
+        consul_tags=tuple(service.consul_tags or ()),
+        consul_datacenter=service.consul_datacenter,
+        consul_include_warning=service.consul_include_warning,
+        load_balancing=service.load_balancing,
+        hash_on=service.hash_on,
+        hash_on_header=service.hash_on_header,
+        hash_on_cookie=service.hash_on_cookie,
     )
 
 

@@ -3,7 +3,7 @@
 from .consumers import APIKey, Consumer, JWTAlgorithm, JWTCredential
 from .limits import PERIOD_SECONDS, LimitBy, Period, RateLimit
 from .routes import Authentication, Route
-from .services import Protocol, Service, Target
+from .services import Discovery, HashOn, LoadBalancing, Protocol, Service, Source, Target
 from .state import ConfigRevision
 
 __all__ = [
@@ -12,13 +12,17 @@ __all__ = [
     "Authentication",
     "ConfigRevision",
     "Consumer",
+    "Discovery",
+    "HashOn",
     "JWTAlgorithm",
     "JWTCredential",
     "LimitBy",
+    "LoadBalancing",
     "Period",
     "Protocol",
     "RateLimit",
     "Route",
     "Service",
+    "Source",
     "Target",
 ]

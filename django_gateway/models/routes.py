@@ -8,7 +8,7 @@ from django.db import models
 from django.utils.translation import gettext_lazy as _
 
 from . import validation
-from .services import Service
+from .services import Service, Source
 
 
 class Authentication(models.TextChoices):
@@ -83,6 +83,16 @@ class Route(models.Model):
     )
     denied_ips = models.JSONField(
         default=list, blank=True, help_text=_("Clients in these networks are refused (CIDRs).")
+    )
+    source = models.CharField(
+        max_length=10, choices=Source.choices, default=Source.OPERATOR, editable=False
+    )
+    operator_override = models.BooleanField(
+        default=False,
+        help_text=_(
+            "For routes imported from Consul tags: keep this route as it is here; "
+            "gateway_sync_services no longer changes or re-enables it."
+        ),
     )
     enabled = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -8,12 +8,37 @@ from django.db import models
 from django.utils.translation import gettext_lazy as _
 
 from ..netpolicy import forbidden_upstream_reason
+from . import validation
 from .validation import host_pattern
 
 
 class Protocol(models.TextChoices):
     HTTP = "http", "http"
     HTTPS = "https", "https"
+
+
+class Discovery(models.TextChoices):
+    STATIC = "static", "static targets"
+    CONSUL = "consul", "Consul"
+
+
+class LoadBalancing(models.TextChoices):
+    ROUND_ROBIN = "round_robin", "weighted round robin"
+    LEAST_CONNECTIONS = "least_connections", "least connections"
+    RANDOM = "random", "random (power of two choices)"
+    CONSISTENT_HASH = "consistent_hash", "consistent hashing"
+
+
+class HashOn(models.TextChoices):
+    IP = "ip", "client IP"
+    CONSUMER = "consumer", "consumer (client IP when anonymous)"
+    HEADER = "header", "a request header (client IP when absent)"
+    COOKIE = "cookie", "a cookie (client IP when absent)"
+
+
+class Source(models.TextChoices):
+    OPERATOR = "operator", "created by an operator"
+    CONSUL = "consul", "imported from Consul (gateway_sync_services)"
 
 
 class Service(models.Model):
@@ -49,6 +74,36 @@ class Service(models.Model):
     tls_verify = models.BooleanField(
         default=True, help_text=_("Verify the upstream's certificate (https only).")
     )
+    discovery = models.CharField(
+        max_length=10,
+        choices=Discovery.choices,
+        default=Discovery.STATIC,
+        help_text=_("Where instances come from: the targets below, or Consul's catalog."),
+    )
+    consul_service = models.CharField(
+        max_length=200, blank=True, help_text=_("Name in Consul; empty means this service's name.")
+    )
+    consul_tags = models.JSONField(
+        default=list, blank=True, help_text=_("Only instances carrying all of these tags.")
+    )
+    consul_datacenter = models.CharField(
+        max_length=100, blank=True, help_text=_("Empty: the agent's own datacenter.")
+    )
+    consul_include_warning = models.BooleanField(
+        default=False, help_text=_("Also route to instances whose checks are 'warning'.")
+    )
+    load_balancing = models.CharField(
+        max_length=20, choices=LoadBalancing.choices, default=LoadBalancing.ROUND_ROBIN
+    )
+    hash_on = models.CharField(
+        max_length=10,
+        choices=HashOn.choices,
+        default=HashOn.IP,
+        help_text=_("What consistent hashing keeps on one instance."),
+    )
+    hash_on_header = models.CharField(max_length=100, blank=True)
+    hash_on_cookie = models.CharField(max_length=100, blank=True)
+    source = models.CharField(max_length=10, choices=Source.choices, default=Source.OPERATOR)
     enabled = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -61,6 +116,7 @@ class Service(models.Model):
 
     def clean(self) -> None:
         super().clean()
+        self._clean_balancing()
         if self.path:
             if not self.path.startswith("/"):
                 raise ValidationError({"path": _("The base path must start with '/'.")})
@@ -73,6 +129,20 @@ class Service(models.Model):
                     }
                 )
             self.path = self.path.rstrip("/")
+
+    def _clean_balancing(self) -> None:
+        errors = validation.apply_rules(self, [("consul_tags", validation.consul_tags)])
+        if self.load_balancing == LoadBalancing.CONSISTENT_HASH:
+            if self.hash_on == HashOn.HEADER and not self.hash_on_header:
+                errors["hash_on_header"] = [str(_("Name the header to hash on."))]
+            if self.hash_on == HashOn.COOKIE and not self.hash_on_cookie:
+                errors["hash_on_cookie"] = [str(_("Name the cookie to hash on."))]
+        if self.hash_on_header:
+            errors.update(
+                validation.apply_rules(self, [("hash_on_header", validation.header_name)])
+            )
+        if errors:
+            raise ValidationError(errors)
 
 
 class Target(models.Model):

@@ -154,3 +154,15 @@ def cidr_list(value: object) -> list[str]:
         except ValueError as exc:
             raise ValidationError(f"{raw!r} is not an IP address or network.") from exc
     return list(dict.fromkeys(networks))
+
+
+def consul_tags(value: object) -> list[str]:
+    """Consul tags: non-empty strings without control characters, duplicates dropped."""
+    tags: list[str] = []
+    for tag in _as_list(value, "consul_tags"):
+        if not isinstance(tag, str) or not tag.strip():
+            raise ValidationError("Tags must be non-empty strings.")
+        _check_header_text(tag, "Tags")
+        if tag.strip() not in tags:
+            tags.append(tag.strip())
+    return tags
