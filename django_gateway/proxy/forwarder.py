@@ -25,6 +25,7 @@ from django.http.response import HttpResponseBase
 
 from ..balancing import Instance, balancers
 from ..conf import gateway_settings
+from ..discovery import instances_for
 from ..exceptions import (
     GatewayError,
     ServiceUnavailable,
@@ -179,21 +180,17 @@ def _may_retry(error: GatewayError, exchange: Exchange, body: RequestBody | None
 
 def _pick(exchange: Exchange, tried: set[Instance]) -> Instance:
     service = exchange.route.service
-    if not service.targets:
-        raise ServiceUnavailable(
-            f"Service {service.name!r} has no enabled targets.",
-            retry_after=gateway_settings.RETRY_AFTER_UNAVAILABLE,
-        )
+    instances = instances_for(service)
     name = service.name
-    if len(service.targets) == 1:  # nothing to balance
-        instance = service.targets[0]
+    if len(instances) == 1:  # nothing to balance
+        instance = instances[0]
         if instance not in tried and health.begin((name, instance.host, instance.port)):
             return instance
         raise ServiceUnavailable(
             f"The only instance of service {name!r} is ejected after failures.",
             retry_after=health.retry_after([(name, instance.host, instance.port)]),
         )
-    balancer = balancers.for_service(name, service.targets)
+    balancer = balancers.for_service(name, instances)
     skipped: set[Instance] = set()
     while True:
         instance = balancer.pick(
@@ -202,7 +199,7 @@ def _pick(exchange: Exchange, tried: set[Instance]) -> Instance:
             )
         )
         if instance is None:
-            keys = [(name, i.host, i.port) for i in service.targets]
+            keys = [(name, i.host, i.port) for i in instances]
             raise ServiceUnavailable(
                 f"Every instance of service {service.name!r} is ejected after failures.",
                 retry_after=health.retry_after(keys),
