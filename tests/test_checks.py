@@ -6,6 +6,9 @@ import pytest
 from django.core.checks import run_checks
 from django.test import override_settings
 
+# Django 6 runs database-tagged checks by default, and E008 asks whether rate limits exist.
+pytestmark = pytest.mark.django_db
+
 GW = "django_gateway.middleware.GatewayMiddleware"
 SEC = "django.middleware.security.SecurityMiddleware"
 
@@ -81,7 +84,6 @@ def rate_limit_ids(databases=None, **kwargs) -> list[str]:
         return [message.id for message in check_rate_limit_cache(databases=databases)]
 
 
-@pytest.mark.django_db
 def test_rate_limits_without_redis_are_an_error_once_limits_exist():
     from django_gateway.models import RateLimit
 
