@@ -70,7 +70,7 @@ def test_settings_checks(gateway, expected):
 
 def test_per_process_cache_warns():
     caches = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
-    assert ids(CACHES=caches, SILENCED_SYSTEM_CHECKS=[]) == ["django_gateway.W001"]
+    assert ids(CACHES=caches, GATEWAY={}, SILENCED_SYSTEM_CHECKS=[]) == ["django_gateway.W001"]
 
 
 LOCMEM = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
