@@ -18,12 +18,12 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from functools import lru_cache
+from functools import lru_cache, partial
 from urllib.parse import unquote_plus
 
 from django.http.response import HttpResponseBase
 
-from ..balancing import Instance, balancers
+from ..balancing import LOAD_AWARE, InFlight, Instance, balancers, hash_key
 from ..conf import gateway_settings
 from ..discovery import instances_for
 from ..exceptions import (
@@ -190,13 +190,16 @@ def _pick(exchange: Exchange, tried: set[Instance]) -> Instance:
             f"The only instance of service {name!r} is ejected after failures.",
             retry_after=health.retry_after([(name, instance.host, instance.port)]),
         )
-    balancer = balancers.for_service(name, instances)
+    kind = service.load_balancing
+    balancer = balancers.for_service(name, instances, kind)
+    key = hash_key(service, exchange) if kind == "consistent_hash" else None
     skipped: set[Instance] = set()
     while True:
         instance = balancer.pick(
             lambda i: (
                 i not in tried and i not in skipped and health.available((name, i.host, i.port))
-            )
+            ),
+            key,
         )
         if instance is None:
             keys = [(name, i.host, i.port) for i in instances]
@@ -209,6 +212,18 @@ def _pick(exchange: Exchange, tried: set[Instance]) -> Instance:
         skipped.add(instance)  # another thread took its probe slot a moment ago
 
 
+def _count_until_finished(
+    response: HttpResponseBase, upstream: UpstreamResponse, in_flight: InFlight, instance: Instance
+) -> None:
+    """End the try's in-flight count when its response is finished: now for a body that came
+    with the head, else when the WSGI server closes the response (the body fully sent, or the
+    client gone). Django runs ``_resource_closers`` exactly once, from ``close()``."""
+    if upstream.complete:
+        in_flight.release(instance)
+    else:
+        response._resource_closers.append(partial(in_flight.release, instance))  # type: ignore[attr-defined]
+
+
 def forward(exchange: Exchange) -> HttpResponseBase:
     route, service, environ = exchange.route, exchange.route.service, exchange.environ
     body = request_body(environ, body_limit(route))
@@ -217,6 +232,8 @@ def forward(exchange: Exchange) -> HttpResponseBase:
     headers = request_headers(environ_headers(environ), ctx)
     timeouts = _timeouts(exchange)
     tried: set[Instance] = set()
+    # In-flight counts are kept only for the algorithms that read them (per process, DESIGN §5).
+    in_flight = balancers.in_flight(service.name) if service.load_balancing in LOAD_AWARE else None
     last_error: GatewayError | None = None
     started = time.monotonic()
     for attempt in range(1 + service.retries):
@@ -236,9 +253,15 @@ def forward(exchange: Exchange) -> HttpResponseBase:
         exchange.upstream = endpoint.host_header
         exchange.tries += 1
         request = UpstreamRequest(exchange.method, target, headers, body)
+        if in_flight is not None:
+            in_flight.acquire(instance)
         try:
             upstream = _send(endpoint, request, timeouts, exchange, body)
-        except GatewayError as error:
+        except BaseException as error:
+            if in_flight is not None:
+                in_flight.release(instance)
+            if not isinstance(error, GatewayError):
+                raise
             if error.status < 500:  # the client's fault (its body), not the instance's
                 health.release_probe(key)
                 raise
@@ -249,11 +272,14 @@ def forward(exchange: Exchange) -> HttpResponseBase:
             raise
         health.success(key)
         rewrite_location = _location_rewriter(ctx, endpoint, service.path)
-        return build_response(
+        response = build_response(
             upstream,
             response_headers(upstream.headers, ctx, rewrite_location),
             head_only=exchange.method == "HEAD",
         )
+        if in_flight is not None:
+            _count_until_finished(response, upstream, in_flight, instance)
+        return response
     assert last_error is not None
     raise last_error
 
