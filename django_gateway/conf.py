@@ -86,6 +86,34 @@ DEFAULTS: dict[str, Any] = {
     "RATE_LIMIT_HEADERS": True,
     # Development only: count in each process's memory when that cache is not Redis (W002).
     "RATE_LIMIT_LOCAL_FALLBACK": False,
+    # --- Consul discovery (docs/discovery.md) ---
+    # Agent address ("host:port", "[v6]:port" or "https://host:port"); None: CONSUL_HTTP_ADDR,
+    # else 127.0.0.1:8500.
+    "CONSUL_ADDRESS": None,
+    # "http" or "https"; None: the address's scheme, else CONSUL_HTTP_SSL, else http.
+    "CONSUL_SCHEME": None,
+    # ACL token; None: CONSUL_HTTP_TOKEN, else none. An explicit token beats the environment.
+    "CONSUL_TOKEN": None,
+    # TLS: True, False or a CA bundle path (None: CONSUL_HTTP_SSL_VERIFY, else True); a client
+    # certificate (PEM path) and its key if that file does not hold it.
+    "CONSUL_VERIFY": None,
+    "CONSUL_CERT": None,
+    "CONSUL_KEY": None,
+    # Datacenter queried when a service names none (None: the agent's own).
+    "CONSUL_DATACENTER": None,
+    # Seconds to connect to Consul or get an answer (a blocking query adds its wait to it).
+    "CONSUL_TIMEOUT": 5.0,
+    # Seconds a blocking query may wait for a change (Consul: 300 by default, 600 at most).
+    "CONSUL_WAIT": 55.0,
+    # Seconds the first request for a service may wait for Consul's first answer, then 503.
+    "CONSUL_COLD_START_TIMEOUT": 2.0,
+    # Seconds the last good answer is served while Consul fails, then 503.
+    "CONSUL_MAX_STALE": 300.0,
+    # Back-off after a failed query: doubles from MIN up to MAX seconds, jittered.
+    "CONSUL_BACKOFF_MIN": 1.0,
+    "CONSUL_BACKOFF_MAX": 30.0,
+    # Rate limit of each watch loop: bursts of 2 queries, then one per this many seconds.
+    "CONSUL_MIN_QUERY_INTERVAL": 1.0,
 }
 
 

@@ -1,7 +1,13 @@
 """Where a service's instances come from: its static targets, or Consul (DESIGN §3 "discovery").
 
 :func:`instances_for` is the one seam the proxy uses; it never blocks on the network except once
-per service and process, on a cold start of a Consul-discovered service.
+per service and process, on a cold start of a Consul-discovered service (bounded by
+``CONSUL_COLD_START_TIMEOUT``). :func:`describe` is what this process knows about a service, for
+the admin's live-instance panel. See ``docs/discovery.md``.
+
+Modules: :mod:`.client` builds the py-consul client, :mod:`.consul` turns Consul's health entries
+into instances, :mod:`.watcher` runs the blocking-query loop, :mod:`.cache` holds the watchers and
+decides what a request gets.
 """
 
 from __future__ import annotations
@@ -10,14 +16,23 @@ from typing import TYPE_CHECKING
 
 from ..conf import gateway_settings
 from ..exceptions import ServiceUnavailable
+from .cache import ServiceState, consul_instances, watchers
+from .cache import describe as _describe_consul
+from .client import consul_client
 
 if TYPE_CHECKING:
     from ..balancing import Instance
     from ..snapshot import ServiceConfig
 
+__all__ = ["ServiceState", "consul_client", "describe", "instances_for", "reset_discovery"]
+
+CONSUL = "consul"
+
 
 def instances_for(service: ServiceConfig) -> tuple[Instance, ...]:
     """The instances to balance over, or 503 with ``Retry-After`` when there are none."""
+    if service.discovery == CONSUL:
+        return consul_instances(service)
     instances = service.targets
     if not instances:
         raise ServiceUnavailable(
@@ -25,3 +40,17 @@ def instances_for(service: ServiceConfig) -> tuple[Instance, ...]:
             retry_after=gateway_settings.RETRY_AFTER_UNAVAILABLE,
         )
     return instances
+
+
+def describe(service: ServiceConfig) -> ServiceState:
+    """What this process knows about ``service``'s instances (static targets are always
+    current: no index, no error, never stale)."""
+    if service.discovery == CONSUL:
+        return _describe_consul(service)
+    return ServiceState(instances=service.targets, index=0, updated_at=None, error="", stale=False)
+
+
+def reset_discovery(timeout: float = 2.0) -> bool:
+    """Stop this process's Consul watchers (tests); the next request starts new ones. Waits up
+    to ``timeout`` seconds for their threads; True if they all ended."""
+    return watchers.stop_all(timeout)

@@ -16,11 +16,13 @@ from __future__ import annotations
 
 def reset_gateway_state() -> None:
     """Forget the snapshot, ejections, balancer positions, pooled connections, brute-force blocks,
-    queued key uses, fetched JWKS documents, the rate limiter's breaker and the event counters of
-    this process. Counts already in Redis stay: give each test its own keys or delete them."""
+    queued key uses, fetched JWKS documents, the rate limiter's breaker, the Consul watchers (their
+    threads are stopped and their cached instances dropped) and the event counters of this
+    process. Counts already in Redis stay: give each test its own keys or delete them."""
     from ..auth import jwks, usage
     from ..auth.bruteforce import failures
     from ..balancing import balancers
+    from ..discovery import reset_discovery
     from ..health import health
     from ..metrics import counters
     from ..proxy import forwarder
@@ -37,4 +39,5 @@ def reset_gateway_state() -> None:
     jwks.cache.reset()
     reset_limiter()
     outage_warnings.reset()
+    reset_discovery()
     counters.clear()
