@@ -7,7 +7,7 @@ from typing import Any
 from django import forms
 from django.core.exceptions import ValidationError
 
-from .models import Consumer, Route, validation
+from .models import Consumer, Route, Service, validation
 
 
 class LinesField(forms.CharField):
@@ -87,6 +87,19 @@ class RouteForm(forms.ModelForm):
 
     class Meta:
         model = Route
+        exclude: list[str] = []
+
+
+class ServiceForm(forms.ModelForm):
+    # One tag per line, never split on commas: a tag such as gateway.methods=GET,POST holds one.
+    consul_tags = LinesField(
+        commas=False,
+        required=False,
+        help_text="Only instances carrying all of these tags (one per line).",
+    )
+
+    class Meta:
+        model = Service
         exclude: list[str] = []
 
 

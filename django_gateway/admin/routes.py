@@ -23,13 +23,32 @@ class RouteAdmin(EnableDisableMixin, admin.ModelAdmin):
         "priority",
         "enabled",
     )
-    list_filter = ("enabled", "service", "authentication", "strip_path", "preserve_host")
+    list_filter = (
+        "enabled",
+        "service",
+        "authentication",
+        "strip_path",
+        "preserve_host",
+        "source",
+        "operator_override",
+    )
     list_select_related = ("service",)
     search_fields = ("name", "paths", "hosts", "service__name")
     autocomplete_fields = ("service", "anonymous_consumer")
     inlines = [RouteLimitInline]
+    readonly_fields = ("source",)
     fieldsets = (
         (None, {"fields": ("name", "service", "enabled")}),
+        (
+            "Origin",
+            {
+                "fields": ("source", "operator_override"),
+                "description": "gateway_sync_services rewrites the paths, hosts, methods, priority, "
+                "strip_path, preserve_host and enabled of routes imported from Consul tags on every "
+                "run; tick operator override to keep this route exactly as it is here (an "
+                "imported route you disable then stays disabled).",
+            },
+        ),
         ("Matching", {"fields": ("paths", "hosts", "methods", "headers", "priority")}),
         ("Forwarding", {"fields": ("strip_path", "preserve_host")}),
         (
