@@ -32,6 +32,7 @@ import os
 import socket
 import ssl
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from importlib.resources import files
 from typing import Any
@@ -87,7 +88,7 @@ class RedisLimiter(Limiter):
         self.retry_interval = retry_interval
         self._open_until = 0.0  # the breaker is open (fails fast) until this clock reading
         self._idle: list[ConnectionInterface] = []
-        self._pid = os.getpid()
+        _limiters.add(self)  # a forked child drops the parent's sockets (_forget_connections)
 
     def hit(
         self, specs: Sequence[LimitSpec], *, cost: int = 1, now_ms: int | None = None
@@ -140,8 +141,6 @@ class RedisLimiter(Limiter):
         return reply
 
     def _acquire(self) -> ConnectionInterface:
-        if self._pid != os.getpid():  # forked: the parent's sockets are not ours to use
-            self._idle, self._pid = [], os.getpid()
         try:
             return self._idle.pop()
         except IndexError:
@@ -163,6 +162,18 @@ class RedisLimiter(Limiter):
         if self.retry_interval > 0:
             self._open_until = self.clock() + self.retry_interval
         return LimiterUnavailable(f"Redis is unavailable: {exc}")
+
+
+_limiters: weakref.WeakSet[RedisLimiter] = weakref.WeakSet()
+
+
+def _forget_connections() -> None:
+    """In a forked child the parent's sockets are not ours to use (nor to close)."""
+    for limiter in list(_limiters):
+        limiter._idle = []
+
+
+os.register_at_fork(after_in_child=_forget_connections)
 
 
 def _refresh(conn: ConnectionInterface) -> None:
