@@ -9,6 +9,7 @@ nonsense, or goes away and comes back.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import threading
 import time
 
@@ -215,6 +216,25 @@ def test_a_connection_redis_closed_while_idle_is_replaced_silently(proxy, pools,
     proxy.stop()
     proxy.start()  # a restart between two requests
     assert limiter.hit(a).statuses[0].remaining == 1
+
+
+def test_a_forked_child_opens_its_own_connection(redis_limiter, prefix):
+    """gunicorn forks after the app is loaded: a child must not share the parent's socket."""
+    spec = [LimitSpec(f"{prefix}fork", 10, 60)]
+    redis_limiter.hit(spec)
+    (parent_conn,) = redis_limiter._idle
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report whether it inherited the connection, then count once
+        inherited = bool(redis_limiter._idle)
+        remaining = redis_limiter.hit(spec).statuses[0].remaining
+        os.write(write, f"{inherited} {remaining}".encode())
+        os._exit(0)
+    os.close(write)
+    assert os.read(read, 100).decode() == "False 8"
+    os.waitpid(pid, 0)
+    assert redis_limiter._idle == [parent_conn]
+    assert redis_limiter.hit(spec).statuses[0].remaining == 7  # the parent's socket still works
 
 
 # The pool built from the project's cache.
