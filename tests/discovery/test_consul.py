@@ -291,7 +291,8 @@ def test_environment_token_is_used_without_a_setting(
 def test_acl_error_is_an_error_last_known_good_then_503(
     acl_double: ConsulDouble, configure: Configure, caplog: pytest.LogCaptureFixture
 ) -> None:
-    configure(CONSUL_ADDRESS=acl_double.address, CONSUL_TOKEN="root-token", CONSUL_MAX_STALE=0.5)
+    # MAX_STALE leaves room for a loaded machine between the error and the next look.
+    configure(CONSUL_ADDRESS=acl_double.address, CONSUL_TOKEN="root-token", CONSUL_MAX_STALE=1.5)
     service = consul_service()
     assert first_call(service) == {("10.0.0.1", 8001): 1}
     with caplog.at_level(logging.WARNING, logger="django_gateway.discovery"):
@@ -299,7 +300,7 @@ def test_acl_error_is_an_error_last_known_good_then_503(
         acl_double.catalog.register("users", "users-2", address="10.0.0.2", port=8002)  # wake
         eventually(service, lambda r: "ACL not found" in describe(service).error)
         assert timed(service) == {("10.0.0.1", 8001): 1}  # last known good, not the new one
-        eventually(service, unavailable, within=1.0)
+        eventually(service, unavailable, within=3.0)
     assert any("ACL not found" in r.getMessage() for r in caplog.records)
     assert counters.get("consul.errors") >= 1
 
