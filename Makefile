@@ -6,7 +6,7 @@ VENV ?= .venv
 DJANGO ?= Django>=5.2,<5.3
 BIN := $(VENV)/bin
 
-.PHONY: demo test bench lint docs clean
+.PHONY: demo test bench bench-flapping lint docs clean
 
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python 3.11+ is required")'
@@ -23,6 +23,9 @@ test: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
+
+bench-flapping: $(VENV)/.installed
+	$(BIN)/python -m benchmarks.flapping $(BENCH_ARGS)
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check django_gateway tests benchmarks example_project

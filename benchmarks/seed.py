@@ -34,6 +34,8 @@ def main() -> None:
     route.save()
     seed_limited_route(service)
     credentials = seed_authenticated_routes(service)
+    if os.environ.get("BENCH_CONSUL_ADDRESS"):
+        seed_consul_route()
     path = os.environ.get("BENCH_CREDENTIALS_PATH")
     if path:
         with open(path, "w") as handle:
@@ -52,6 +54,18 @@ def seed_limited_route(service) -> None:  # type: ignore[no-untyped-def]
         limit = RateLimit(route=route, limit=1_000_000_000, period=period, limit_by="ip")
         limit.full_clean()
         limit.save()
+
+
+def seed_consul_route() -> None:
+    """/flap: an open route to the service "flap" found in Consul (benchmarks/flapping.py)."""
+    from django_gateway.models import Route, Service
+
+    service = Service(name="bench-flap", discovery="consul", consul_service="flap")
+    service.full_clean()
+    service.save()
+    route = Route(name="bench-flap", service=service, paths=["/flap"], strip_path=True)
+    route.full_clean()
+    route.save()
 
 
 def seed_authenticated_routes(service) -> dict[str, str]:  # type: ignore[no-untyped-def]

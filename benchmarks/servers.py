@@ -161,8 +161,10 @@ def http_get(port: int, path: str) -> tuple[int, bytes]:
 # --- the upstream ---------------------------------------------------------------------------------
 
 
-def nginx_config(directory: Path, port: int) -> Path:
+def nginx_config(directory: Path, port: int, label: str | None = None) -> Path:
+    """``label``: answer with ``X-Upstream: <label>`` too, to tell instances apart."""
     body = BODY.decode("ascii").replace("\n", "\\n")
+    add_header = f"        add_header X-Upstream {label};\n" if label else ""
     temp_paths = "\n".join(
         f"    {kind}_temp_path {directory / (kind + '_temp')};"
         for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
@@ -182,7 +184,7 @@ http {{
     server {{
         listen {LOOPBACK}:{port} backlog=2048;
         default_type text/plain;
-        location = {UPSTREAM_PATH} {{ return 200 "{body}"; }}
+{add_header}        location = {UPSTREAM_PATH} {{ return 200 "{body}"; }}
         location / {{ return 404; }}
     }}
 }}
@@ -205,9 +207,21 @@ class Upstream:
 
 
 def start_upstream(
-    processes: Processes, workdir: Path, core: int | None, python: str, repo: Path, want: str
+    processes: Processes,
+    workdir: Path,
+    core: int | None,
+    python: str,
+    repo: Path,
+    want: str,
+    *,
+    name: str = "upstream",
+    label: str | None = None,
 ) -> Upstream:
-    """nginx when installed (or required with ``want="nginx"``), else the Python stand-in."""
+    """nginx when installed (or required with ``want="nginx"``), else the Python stand-in.
+
+    ``name`` names its log (several upstreams need distinct names and work directories);
+    ``label`` makes nginx add ``X-Upstream: <label>`` (the Python stand-in ignores it).
+    """
     nginx = shutil.which("nginx") or next(
         (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if os.access(p, os.X_OK)), None
     )
@@ -215,7 +229,7 @@ def start_upstream(
     if want != "python" and nginx:
         directory = workdir / "nginx"
         directory.mkdir()
-        config = nginx_config(directory, port)
+        config = nginx_config(directory, port, label)
         version = subprocess.run([nginx, "-v"], capture_output=True, text=True).stderr.strip()
         command = [
             nginx,
@@ -226,19 +240,19 @@ def start_upstream(
             "-e",
             str(directory / "nginx-error.log"),
         ]
-        proc = processes.start("upstream", pinned(command, core))
+        proc = processes.start(name, pinned(command, core))
         kind = "nginx"
     elif want == "nginx":
         raise RuntimeError("nginx is not installed: apt-get install nginx-light (or nginx)")
     else:
         command = [python, "-m", "benchmarks.upstream", "--port", str(port)]
-        proc = processes.start("upstream", pinned(command, core), cwd=str(repo))
+        proc = processes.start(name, pinned(command, core), cwd=str(repo))
         kind, version = "python", "benchmarks/upstream.py (asyncio + httptools)"
     try:
         wait_until_serving(proc, port, UPSTREAM_PATH)
     except RuntimeError as exc:
         raise RuntimeError(
-            f"the {kind} upstream did not start: {exc}\n{processes.log_tail('upstream')}"
+            f"the {kind} upstream did not start: {exc}\n{processes.log_tail(name)}"
         ) from exc
     return Upstream(kind, version, port, proc.pid)
 

@@ -60,6 +60,18 @@ else:
 
 # Without Redis the rate-limited route counts in process memory (one worker: still exact).
 GATEWAY = {"ACCESS_LOG": False, "RATE_LIMIT_LOCAL_FALLBACK": not REDIS_URL}
+# The rate-limit targets: a private redis-server (benchmarks/redis_server.py) over TCP or a Unix
+# socket, so the limiter's transport is the only difference between them.
+if os.environ.get("BENCH_RATELIMIT_URL"):
+    CACHES["limits"] = {
+        "BACKEND": "django_redis.cache.RedisCache",
+        "LOCATION": os.environ["BENCH_RATELIMIT_URL"],
+    }
+    GATEWAY["RATE_LIMIT_CACHE_ALIAS"] = "limits"
+    GATEWAY["RATE_LIMIT_LOCAL_FALLBACK"] = False
+# benchmarks/flapping.py: the Consul double its "flap" service is discovered from.
+if os.environ.get("BENCH_CONSUL_ADDRESS"):
+    GATEWAY["CONSUL_ADDRESS"] = os.environ["BENCH_CONSUL_ADDRESS"]
 
 # Nothing is logged on the request path of any variant: the benchmark measures proxying, not
 # logging. (urllib3, under django-revproxy, would otherwise warn on every discarded pooled connection.)
