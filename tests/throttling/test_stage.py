@@ -182,3 +182,13 @@ def test_django_views_are_never_limited(client, route):
     assert client.get("/api/x").status_code == 200
     assert client.get("/api/x").status_code == 429
     assert client.get("/not-proxied/").status_code == 404  # Django answered, not the limiter
+
+
+def test_the_limit_is_decided_before_the_body_is_looked_at(client, echo):
+    route = make_route(make_service(echo), paths=["/api"], max_body_size=10)
+    limit(route=route, limit=1)
+    too_big = client.post("/api/x", data=b"x" * 100, content_type="application/octet-stream")
+    assert too_big.status_code == 413 and too_big["RateLimit-Remaining"] == "0"
+    refused = client.post("/api/x", data=b"x" * 100, content_type="application/octet-stream")
+    assert refused.status_code == 429  # over the limit: the body's size no longer matters
+    assert echo.requests == []
