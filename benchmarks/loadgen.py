@@ -60,13 +60,20 @@ class Measurement:
 def run_wrk(
     port: int, path: str, load: Load, duration: float, headers: Sequence[str] = ()
 ) -> Measurement:
+    return _measurement(_wrk_json(SCRIPT, port, path, load, duration, headers))
+
+
+def _wrk_json(
+    script: Path, port: int, path: str, load: Load, duration: float, headers: Sequence[str]
+) -> dict:
+    """Run wrk with ``script`` and return the JSON line the script printed."""
     command = [
         wrk_binary(),
         f"-t{load.threads}",
         f"-c{load.connections}",
         f"-d{max(duration, 1):.0f}s",
         "--timeout", "5s",
-        "-s", str(SCRIPT),
+        "-s", str(script),
         *(argument for header in headers for argument in ("-H", header)),
         f"http://{LOOPBACK}:{port}{path}",
     ]  # fmt: skip
@@ -82,7 +89,10 @@ def run_wrk(
         raise RuntimeError(
             f"wrk failed (exit {done.returncode}): {done.stderr.strip() or done.stdout.strip()}"
         )
-    data = json.loads(line[len(MARKER) :])
+    return json.loads(line[len(MARKER) :])
+
+
+def _measurement(data: dict) -> Measurement:
     seconds = data["duration_us"] / 1e6
     latency = data["latency_us"]
     errors = data["errors"]
@@ -126,39 +136,5 @@ def run_wrk_counting(
     port: int, path: str, load: Load, duration: float, headers: Sequence[str] = ()
 ) -> CountedMeasurement:
     """:func:`run_wrk` with ``wrk_statuses.lua``: the same figures, and the response counts."""
-    command = [
-        wrk_binary(),
-        f"-t{load.threads}",
-        f"-c{load.connections}",
-        f"-d{max(duration, 1):.0f}s",
-        "--timeout", "5s",
-        "-s", str(STATUSES_SCRIPT),
-        *(argument for header in headers for argument in ("-H", header)),
-        f"http://{LOOPBACK}:{port}{path}",
-    ]  # fmt: skip
-    done = subprocess.run(
-        pinned(command, load.core), capture_output=True, text=True, timeout=duration + 60
-    )
-    line = next((ln for ln in done.stdout.splitlines() if ln.startswith(MARKER)), None)
-    if done.returncode != 0 or line is None:
-        raise RuntimeError(
-            f"wrk failed (exit {done.returncode}): {done.stderr.strip() or done.stdout.strip()}"
-        )
-    data = json.loads(line[len(MARKER) :])
-    seconds = data["duration_us"] / 1e6
-    latency = data["latency_us"]
-    errors = data["errors"]
-    measurement = Measurement(
-        requests=data["requests"],
-        seconds=round(seconds, 3),
-        rps=round(data["requests"] / seconds, 1),
-        p50_ms=latency["p50"] / 1000,
-        p90_ms=latency["p90"] / 1000,
-        p99_ms=latency["p99"] / 1000,
-        p999_ms=latency["p999"] / 1000,
-        max_ms=latency["max"] / 1000,
-        mean_ms=round(latency["mean"] / 1000, 3),
-        errors=sum(errors.values()),
-        error_detail=errors,
-    )
-    return CountedMeasurement(measurement, data["statuses"], data["upstreams"])
+    data = _wrk_json(STATUSES_SCRIPT, port, path, load, duration, headers)
+    return CountedMeasurement(_measurement(data), data["statuses"], data["upstreams"])

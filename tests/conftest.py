@@ -33,6 +33,22 @@ def fresh_gateway_state() -> Iterator[None]:
             client.delete(*keys)
 
 
+CONSUL_ENVIRONMENT = (
+    "CONSUL_HTTP_ADDR",
+    "CONSUL_HTTP_TOKEN",
+    "CONSUL_HTTP_SSL",
+    "CONSUL_HTTP_SSL_VERIFY",
+)
+
+
+@pytest.fixture(autouse=True)
+def no_consul_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """py-consul reads CONSUL_HTTP_* on its own and lets CONSUL_HTTP_TOKEN override an explicit
+    token (CONSUL_FACTS §2.2): no test may depend on the environment it runs in."""
+    for name in CONSUL_ENVIRONMENT:
+        monkeypatch.delenv(name, raising=False)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def clean_redis_keys() -> Iterator[None]:
     """The suite writes only under its own key prefix, and removes those keys when it ends."""

@@ -58,15 +58,21 @@ class Decision:
 class Limiter(ABC):
     """The interface the throttle stage uses; ``now_ms`` is injectable for tests."""
 
-    @abstractmethod
     def hit(
         self, specs: Sequence[LimitSpec], *, cost: int = 1, now_ms: int | None = None
     ) -> Decision:
         """Admit the request in every limit, or in none when any limit is exhausted."""
+        if cost < 0:
+            raise ValueError("cost must be >= 0")
+        return self._evaluate(specs, cost, now_ms)
 
-    @abstractmethod
     def peek(self, specs: Sequence[LimitSpec], *, now_ms: int | None = None) -> Decision:
         """What :meth:`hit` would decide for one more request, without counting anything."""
+        return self._evaluate(specs, 0, now_ms)
+
+    @abstractmethod
+    def _evaluate(self, specs: Sequence[LimitSpec], cost: int, now_ms: int | None) -> Decision:
+        """The algorithm; ``cost`` 0 decides for one request and counts nothing."""
 
     @abstractmethod
     def reset(self, keys: Sequence[str]) -> int:

@@ -37,12 +37,7 @@ class UnconfiguredLimiter(Limiter):
     def __init__(self, reason: str) -> None:
         self.reason = reason
 
-    def hit(
-        self, specs: Sequence[LimitSpec], *, cost: int = 1, now_ms: int | None = None
-    ) -> Decision:
-        raise LimiterUnavailable(self.reason)
-
-    def peek(self, specs: Sequence[LimitSpec], *, now_ms: int | None = None) -> Decision:
+    def _evaluate(self, specs: Sequence[LimitSpec], cost: int, now_ms: int | None) -> Decision:
         raise LimiterUnavailable(self.reason)
 
     def reset(self, keys: Sequence[str]) -> int:

@@ -63,16 +63,6 @@ class LocalLimiter(Limiter):
         self._next_sweep = 0
         self._lock = threading.Lock()
 
-    def hit(
-        self, specs: Sequence[LimitSpec], *, cost: int = 1, now_ms: int | None = None
-    ) -> Decision:
-        if cost < 0:
-            raise ValueError("cost must be >= 0")
-        return self._evaluate(specs, cost, now_ms)
-
-    def peek(self, specs: Sequence[LimitSpec], *, now_ms: int | None = None) -> Decision:
-        return self._evaluate(specs, 0, now_ms)
-
     def reset(self, keys: Sequence[str]) -> int:
         with self._lock:
             return sum(self._store.pop(key, None) is not None for key in set(keys))

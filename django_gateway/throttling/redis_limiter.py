@@ -90,16 +90,6 @@ class RedisLimiter(Limiter):
         self._idle: list[ConnectionInterface] = []
         _limiters.add(self)  # a forked child drops the parent's sockets (_forget_connections)
 
-    def hit(
-        self, specs: Sequence[LimitSpec], *, cost: int = 1, now_ms: int | None = None
-    ) -> Decision:
-        if cost < 0:
-            raise ValueError("cost must be >= 0")
-        return self._evaluate(specs, cost, now_ms)
-
-    def peek(self, specs: Sequence[LimitSpec], *, now_ms: int | None = None) -> Decision:
-        return self._evaluate(specs, 0, now_ms)
-
     def reset(self, keys: Sequence[str]) -> int:
         return int(self._call(("DEL", *keys))) if keys else 0
 

@@ -16,8 +16,6 @@ from django_gateway.snapshot import ServiceConfig
 from django_gateway.testing.consul import ConsulDouble
 from django_gateway.testing.state import reset_gateway_state
 
-CONSUL_ENV = ("CONSUL_HTTP_ADDR", "CONSUL_HTTP_TOKEN", "CONSUL_HTTP_SSL", "CONSUL_HTTP_SSL_VERIFY")
-
 #: Short waits and back-offs so every behaviour shows within a second.
 FAST = {
     "CONSUL_WAIT": 1.0,
@@ -32,13 +30,6 @@ WATCHER_THREAD = "django-gateway-consul"
 
 def watcher_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name.startswith(WATCHER_THREAD)]
-
-
-@pytest.fixture(autouse=True)
-def no_consul_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """py-consul reads CONSUL_HTTP_* on its own (and lets the token override ours)."""
-    for name in CONSUL_ENV:
-        monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture(autouse=True)

@@ -9,18 +9,6 @@ import pytest
 from django_gateway.testing.consul import ConsulDouble
 
 
-@pytest.fixture(autouse=True)
-def no_consul_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """py-consul lets CONSUL_HTTP_TOKEN override an explicit token= (CONSUL_FACTS §2.2)."""
-    for name in (
-        "CONSUL_HTTP_ADDR",
-        "CONSUL_HTTP_TOKEN",
-        "CONSUL_HTTP_SSL",
-        "CONSUL_HTTP_SSL_VERIFY",
-    ):
-        monkeypatch.delenv(name, raising=False)
-
-
 @pytest.fixture
 def double(settings) -> Iterator[ConsulDouble]:
     """Short blocking waits and back-offs, so watch loops answer and stop within a second."""

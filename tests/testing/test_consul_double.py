@@ -31,18 +31,6 @@ ANONYMOUS_DENIAL = (
 )
 
 
-@pytest.fixture(autouse=True)
-def no_consul_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """py-consul lets CONSUL_HTTP_TOKEN override an explicit token= (CONSUL_FACTS §2.2)."""
-    for name in (
-        "CONSUL_HTTP_ADDR",
-        "CONSUL_HTTP_TOKEN",
-        "CONSUL_HTTP_SSL",
-        "CONSUL_HTTP_SSL_VERIFY",
-    ):
-        monkeypatch.delenv(name, raising=False)
-
-
 @pytest.fixture
 def double() -> Iterator[ConsulDouble]:
     with ConsulDouble() as server:
