@@ -39,6 +39,7 @@ if str(REPO) not in sys.path:  # run as a script: make the repository's packages
 from benchmarks import loadgen, route_match, servers  # noqa: E402
 from benchmarks.payload import UPSTREAM_PATH  # noqa: E402
 from benchmarks.redis_server import start_redis  # noqa: E402
+from benchmarks.verdicts import verdicts  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results" / "latest.json"
 REDIS_ADDRESS = ("127.0.0.1", 6379)
@@ -78,9 +79,6 @@ TARGETS = (
         "gateway", "/gwlimit" + UPSTREAM_PATH, rate_limit_transport="unix",
     ),
 )  # fmt: skip
-MIN_KEY_VS_OPEN = 0.92
-MIN_JWT_VS_OPEN = 0.80
-MIN_LIMITED_VS_OPEN = 0.90
 
 
 def credential_headers(target: Target, credentials: dict[str, str]) -> list[str]:
@@ -92,9 +90,6 @@ def credential_headers(target: Target, credentials: dict[str, str]) -> list[str]
 
 
 # The "done when", evaluated on every run.
-MIN_VS_REVPROXY = 1.8
-MIN_VS_BARE = 0.75
-MAX_MATCH_RATIO = 2.0
 # Below this share of the server core, a saturated Django target was competing with other processes.
 CORE_SHARE_WARNING = 0.9
 
@@ -341,66 +336,6 @@ def http_table(http: dict) -> str:
             f"| {row['cpu_us_per_request']:,.0f} | {row['core_share']:.0%} | {row['errors']} |"
         )
     return "\n".join(lines)
-
-
-def verdicts(http: dict | None, matching: dict | None) -> list[dict]:
-    checks = []
-    if http:
-        t = http["targets"]
-        gateway, revproxy, bare = t["gateway"], t["revproxy"], t["bare"]
-        checks += [
-            {
-                "target": f"gateway req/s >= {MIN_VS_REVPROXY}x django-revproxy",
-                "passed": gateway["rps"] >= MIN_VS_REVPROXY * revproxy["rps"],
-                "measured": f"{gateway['rps'] / revproxy['rps']:.2f}x",
-            },
-            {
-                "target": f"gateway req/s >= {MIN_VS_BARE:.0%} of the bare Django view",
-                "passed": gateway["rps"] >= MIN_VS_BARE * bare["rps"],
-                "measured": f"{gateway['rps'] / bare['rps']:.0%}",
-            },
-            {
-                "target": "gateway p99 <= django-revproxy p99",
-                "passed": gateway["p99_ms"] <= revproxy["p99_ms"],
-                "measured": f"{gateway['p99_ms']:.2f} ms vs {revproxy['p99_ms']:.2f} ms",
-            },
-            {
-                "target": f"API-key route req/s >= {MIN_KEY_VS_OPEN:.0%} of the open route",
-                "passed": t["gateway-key"]["rps"] >= MIN_KEY_VS_OPEN * gateway["rps"],
-                "measured": f"{t['gateway-key']['rps'] / gateway['rps']:.0%}",
-            },
-            {
-                "target": f"JWT (RS256) route req/s >= {MIN_JWT_VS_OPEN:.0%} of the open route",
-                "passed": t["gateway-jwt"]["rps"] >= MIN_JWT_VS_OPEN * gateway["rps"],
-                "measured": f"{t['gateway-jwt']['rps'] / gateway['rps']:.0%}",
-            },
-            {
-                "target": f"2 rate limits, Redis over TCP: req/s >= {MIN_LIMITED_VS_OPEN:.0%} of open",
-                "passed": t["gateway-limited"]["rps"] >= MIN_LIMITED_VS_OPEN * gateway["rps"],
-                "measured": f"{t['gateway-limited']['rps'] / gateway['rps']:.0%}",
-            },
-            {
-                "target": f"2 rate limits, Redis on Unix socket: req/s >= {MIN_LIMITED_VS_OPEN:.0%} of open",
-                "passed": t["gateway-limited-unix"]["rps"] >= MIN_LIMITED_VS_OPEN * gateway["rps"],
-                "measured": f"{t['gateway-limited-unix']['rps'] / gateway['rps']:.0%}",
-            },
-            {
-                "target": "every request answered without error (all targets)",
-                "passed": all(row["errors"] == 0 for row in t.values()),
-                "measured": ", ".join(f"{key} {row['errors']}" for key, row in t.items()),
-            },
-        ]
-    if matching:
-        small, large = matching["sizes"]
-        worst = max(matching["ratio_largest_to_smallest"].values())
-        checks.append(
-            {
-                "target": f"route match at {large:,} routes < {MAX_MATCH_RATIO:g}x the match at {small:,}",
-                "passed": worst < MAX_MATCH_RATIO and (small, large) == (10, 10_000),
-                "measured": f"worst lookup {worst:.2f}x",
-            }
-        )
-    return checks
 
 
 def environment() -> dict:
