@@ -135,6 +135,6 @@ def test_the_client_reaches_the_double_through_consul_http_addr(
 )
 def test_checks_refuse_bad_consul_settings(settings: Any, name: str, value: Any) -> None:
     settings.GATEWAY = {name: value}
-    errors = check_settings()
+    errors = [m for m in check_settings() if isinstance(m, checks.Error)]  # W001 without Redis
     assert [e.id for e in errors] == ["django_gateway.E005"]
     assert isinstance(errors[0], checks.Error) and name in errors[0].msg

@@ -15,6 +15,7 @@ import pytest
 from django_gateway.discovery import cache, describe, instances_for
 from django_gateway.discovery.cache import watchers
 from django_gateway.testing.consul import ConsulDouble
+from tests.marks import forks_like_gunicorn
 
 from .conftest import consul_service, eventually, timed, watcher_threads
 
@@ -60,6 +61,7 @@ def test_an_idle_watcher_stops_and_the_next_request_starts_another(
     assert len(watcher_threads()) == 1
 
 
+@forks_like_gunicorn
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 def test_a_forked_child_starts_its_own_watcher(double: ConsulDouble, configure: Callable) -> None:
     double.catalog.register("users", "u1", address="10.0.0.1", port=80)

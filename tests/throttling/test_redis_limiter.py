@@ -21,6 +21,7 @@ from django.test import override_settings
 from django_gateway.throttling import LimiterUnavailable, LimitSpec, RedisLimiter
 from django_gateway.throttling import redis_limiter as module
 from django_gateway.throttling.redis_limiter import SCRIPT_SHA, pool_from_django_cache
+from tests.marks import forks_like_gunicorn
 
 from .conftest import REDIS_DB, REDIS_HOST, REDIS_PORT, FakeClock, free_port, make_pool
 
@@ -218,6 +219,7 @@ def test_a_connection_redis_closed_while_idle_is_replaced_silently(proxy, pools,
     assert limiter.hit(a).statuses[0].remaining == 1
 
 
+@forks_like_gunicorn
 def test_a_forked_child_opens_its_own_connection(redis_limiter, prefix):
     """gunicorn forks after the app is loaded: a child must not share the parent's socket."""
     spec = [LimitSpec(f"{prefix}fork", 10, 60)]

@@ -17,6 +17,7 @@ from django.conf import settings
 
 from django_gateway.models import RateLimit
 from django_gateway.testing.upstreams import EchoUpstream
+from tests.marks import forks_like_gunicorn
 
 from .conftest import GunicornServer, WireConfig
 
@@ -48,6 +49,7 @@ def second_gateway(gunicorn: GunicornServer, tmp_path):
     server.stop()
 
 
+@forks_like_gunicorn
 @pytest.mark.skipif(
     not getattr(settings, "REDIS_AVAILABLE", False), reason="needs Redis shared by the gateways"
 )
