@@ -34,12 +34,11 @@ from django.db import models, transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
-from ..conf import gateway_settings
 from ..models import Route, Service
 from ..models.services import Discovery, Source
 from ..versioning import bump_version
 from .tags import Declaration, Problem, parse_tags
-from .watcher import TokenBucket, backoff, describe_error, next_index
+from .watcher import describe_error, follow
 
 logger = logging.getLogger(__name__)
 
@@ -399,31 +398,32 @@ def watch_catalog(
     (default: a log line) and the watch goes on.
     """
     report = on_error or _log_error
-    index, failures, last = 0, 0, None
-    bucket = TokenBucket()
-    while not stop.is_set():
-        wait_ms = max(1, round(float(gateway_settings.CONSUL_WAIT) * 1000))
-        try:
-            raw_index, services = client.catalog.services(
-                index=index or None, wait=f"{wait_ms}ms", dc=datacenter or None
-            )
-            if not isinstance(services, dict):
-                raise ValueError(f"Consul answered {type(services).__name__}, not an object")
-        except Exception as exc:
-            failures += 1
-            index = 0
-            report(exc)
-            stop.wait(backoff(failures))
-            continue
-        failures = 0
-        index, _reset = next_index(index, raw_index)
+    last = None
+
+    def query(index: int, wait: str) -> tuple[Any, Any]:
+        raw_index, services = client.catalog.services(
+            index=index or None, wait=wait, dc=datacenter or None
+        )
+        if not isinstance(services, dict):
+            raise ValueError(f"Consul answered {type(services).__name__}, not an object")
+        return raw_index, services
+
+    def on_answer(raw_index: Any, services: dict[str, list[str]]) -> None:
+        nonlocal last
         if services != last:
             last = services
             try:
                 on_change(services)
             except Exception as exc:
                 report(exc)
-        stop.wait(bucket.delay(float(gateway_settings.CONSUL_MIN_QUERY_INTERVAL)))
+
+    follow(
+        query,
+        stop=stop,
+        on_answer=on_answer,
+        on_error=lambda exc, failures: report(exc),
+        what="the catalog",
+    )
 
 
 def _log_error(exc: Exception) -> None:

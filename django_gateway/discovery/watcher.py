@@ -108,6 +108,47 @@ def describe_error(exc: BaseException) -> str:
     return text if len(text) <= 300 else text[:297] + "..."
 
 
+def follow(
+    query: Callable[[int, str], tuple[Any, Any]],
+    *,
+    stop: threading.Event,
+    on_answer: Callable[[Any, Any], None],
+    on_error: Callable[[Exception, int], None],
+    what: str,
+    keep_going: Callable[[], bool] = lambda: True,
+) -> None:
+    """Blocking queries by the rules above until ``stop`` is set or ``keep_going()`` is false.
+
+    ``query(index, wait)`` asks Consul and returns ``(raw X-Consul-Index, data)``; each answer
+    goes to ``on_answer(raw_index, data)``, each failure to ``on_error(exc, failures in a row)``
+    before the back-off. The instance watchers and ``gateway_sync_services --watch`` both run
+    this loop, so they follow the same rules.
+    """
+    index, failures = 0, 0
+    bucket = TokenBucket()
+    while not stop.is_set() and keep_going():
+        wait_ms = max(1, round(float(gateway_settings.CONSUL_WAIT) * 1000))
+        try:
+            raw_index, data = query(index, f"{wait_ms}ms")
+        except Exception as exc:
+            if stop.is_set():
+                return
+            failures += 1
+            index = 0
+            on_error(exc, failures)
+            stop.wait(backoff(failures))
+            continue
+        if stop.is_set():
+            return
+        failures = 0
+        index, reset = next_index(index, raw_index)
+        if reset:
+            counters.increment("consul.index_resets")
+            logger.info("Consul index for %s went backwards; restarting", what)
+        on_answer(raw_index, data)
+        stop.wait(bucket.delay(float(gateway_settings.CONSUL_MIN_QUERY_INTERVAL)))
+
+
 class Watcher:
     """Keeps :attr:`known` current for one :class:`WatchKey` from a daemon thread.
 
@@ -156,45 +197,33 @@ class Watcher:
                 client.http.session.close()
 
     def _loop(self, clients: list[Any]) -> None:
-        client = None
-        index, failures = 0, 0
-        bucket = TokenBucket()
-        stopping = self._stopping
-        while not stopping.is_set():
-            if time.monotonic() - self.last_used > self._idle_after and self._retire(self):
-                return
-            try:
-                if client is None:
-                    client = consul_client()
-                    clients.append(client)
-                raw_index, entries = self._query(client, index)
-                if not isinstance(entries, list):
-                    raise ValueError(f"Consul answered {type(entries).__name__}, not a list")
-            except Exception as exc:
-                if stopping.is_set():
-                    return
-                failures += 1
-                index = 0
-                self._failed(exc, failures)
-                stopping.wait(backoff(failures))
-                continue
-            if stopping.is_set():
-                return
-            failures = 0
-            index, reset = next_index(index, raw_index)
-            if reset:
-                counters.increment("consul.index_resets")
-                logger.info("Consul index for %s went backwards; restarting", self.key.service)
-            self._succeeded(raw_index, entries)
-            stopping.wait(bucket.delay(float(gateway_settings.CONSUL_MIN_QUERY_INTERVAL)))
+        def query(index: int, wait: str) -> tuple[Any, Any]:
+            if not clients:
+                clients.append(consul_client())
+            raw_index, entries = self._query(clients[0], index, wait)
+            if not isinstance(entries, list):
+                raise ValueError(f"Consul answered {type(entries).__name__}, not a list")
+            return raw_index, entries
 
-    def _query(self, client: Any, index: int) -> tuple[Any, Any]:
+        def keep_going() -> bool:
+            idle = time.monotonic() - self.last_used > self._idle_after
+            return not (idle and self._retire(self))
+
+        follow(
+            query,
+            stop=self._stopping,
+            on_answer=self._succeeded,
+            on_error=self._failed,
+            what=self.key.service,
+            keep_going=keep_going,
+        )
+
+    def _query(self, client: Any, index: int, wait: str) -> tuple[Any, Any]:
         key = self.key
-        wait_ms = max(1, round(float(gateway_settings.CONSUL_WAIT) * 1000))
         return client.health.service(
             key.service,
             index=index or None,
-            wait=f"{wait_ms}ms",
+            wait=wait,
             passing=None if key.include_warning else True,
             tag=list(key.tags) or None,
             dc=key.datacenter or None,
