@@ -21,7 +21,7 @@ from typing import Any
 from django.conf import settings
 from django.core import checks
 
-from .conf import DEFAULTS
+from .conf import DEFAULTS, DJANGO_REDIS_BACKEND
 
 MIDDLEWARE_PATH = "django_gateway.middleware.GatewayMiddleware"
 
@@ -92,7 +92,6 @@ _OPTIONAL_STRINGS = (
     "CONSUL_KEY",
     "CONSUL_DATACENTER",
 )
-DJANGO_REDIS_BACKEND = "django_redis.cache.RedisCache"
 
 
 def check_middleware(**kwargs: Any) -> list[checks.CheckMessage]:

@@ -15,6 +15,8 @@ from django.conf import settings
 from django.core.signals import setting_changed
 
 MiB = 1024 * 1024
+#: The cache backend rate limits need (check E008): a Redis every process shares, via django-redis.
+DJANGO_REDIS_BACKEND = "django_redis.cache.RedisCache"
 
 DEFAULTS: dict[str, Any] = {
     # Seconds between checks of the shared configuration version (admin edits go live this fast).

@@ -48,8 +48,9 @@ class Exchange:
     tries: int = 0
     identity: Identity | None = None  # set by authentication
     credential_use: CredentialUse = field(default_factory=CredentialUse)  # for hide_credentials
-    #: Headers for whatever response the request gets, errors included (RateLimit-*).
-    response_headers: list[tuple[str, str]] = field(default_factory=list)
+    #: Headers for whatever response the request gets, errors included (RateLimit-*). A tuple,
+    #: so the many requests that get none allocate nothing.
+    response_headers: tuple[tuple[str, str], ...] = ()
 
     @property
     def route(self) -> CompiledRoute:

@@ -22,8 +22,7 @@ from functools import lru_cache
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-from ..checks import DJANGO_REDIS_BACKEND
-from ..conf import gateway_settings
+from ..conf import DJANGO_REDIS_BACKEND, gateway_settings
 from .base import Decision, Limiter, LimiterUnavailable, LimitSpec
 from .local_limiter import LocalLimiter
 from .redis_limiter import RedisLimiter, pool_from_django_cache

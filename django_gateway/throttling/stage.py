@@ -81,7 +81,7 @@ def throttle(exchange: Exchange) -> None:
         _unavailable(applicable, exc)
         return
     if gateway_settings.RATE_LIMIT_HEADERS:
-        exchange.response_headers.extend(rate_limit_headers(applicable, decision))
+        exchange.response_headers += tuple(rate_limit_headers(applicable, decision))
     if not decision.allowed:
         raise TooManyRequests(
             "This client is over a rate limit; retry after the time in Retry-After.",
