@@ -38,6 +38,7 @@ from pathlib import Path
 
 from benchmarks import loadgen, run, servers
 from benchmarks.payload import BODY, UPSTREAM_PATH
+from benchmarks.verdicts import verdict_lines
 from django_gateway.testing.consul import ConsulDouble
 
 REPO = run.REPO
@@ -486,8 +487,8 @@ def main() -> int:
             f"B out of Consul: {counts(probed['b_out_of_consul'])}"
         )
     say()
-    for check in checks:
-        say(f"{'PASS' if check['passed'] else 'FAIL'}  {check['target']}: {check['measured']}")
+    for line in verdict_lines(checks):
+        say(line)
     say(f"\nresults written to {args.output}")
     return 0
 

@@ -39,7 +39,7 @@ if str(REPO) not in sys.path:  # run as a script: make the repository's packages
 from benchmarks import loadgen, route_match, servers  # noqa: E402
 from benchmarks.payload import UPSTREAM_PATH  # noqa: E402
 from benchmarks.redis_server import start_redis  # noqa: E402
-from benchmarks.verdicts import verdicts  # noqa: E402
+from benchmarks.verdicts import verdict_lines, verdicts  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results" / "latest.json"
 REDIS_ADDRESS = ("127.0.0.1", 6379)
@@ -451,8 +451,8 @@ def main() -> int:
         say()
         say(route_match.markdown(matching))
     say()
-    for check in checks:
-        say(f"{'PASS' if check['passed'] else 'FAIL'}  {check['target']}: {check['measured']}")
+    for line in verdict_lines(checks):
+        say(line)
     say(f"\nresults written to {args.output}")
     return 0
 

@@ -72,3 +72,11 @@ def verdicts(http: dict | None, matching: dict | None) -> list[dict]:
             }
         )
     return checks
+
+
+def verdict_lines(checks: list[dict]) -> list[str]:
+    """One ``PASS``/``FAIL`` line per check, as both benchmark scripts print them."""
+    return [
+        f"{'PASS' if check['passed'] else 'FAIL'}  {check['target']}: {check['measured']}"
+        for check in checks
+    ]
