@@ -205,8 +205,13 @@ def check_settings(**kwargs: Any) -> list[checks.CheckMessage]:
     return errors
 
 
+def _caches() -> dict[str, dict[str, Any]]:
+    """``CACHES`` as Django reads it: a local-memory "default" when the setting is empty."""
+    return getattr(settings, "CACHES", {}) or {"default": {}}
+
+
 def _missing_cache(setting: str, alias: Any) -> list[checks.CheckMessage]:
-    if alias in (getattr(settings, "CACHES", {}) or {"default": {}}):
+    if alias in _caches():
         return []
     return [
         checks.Error(
@@ -216,10 +221,9 @@ def _missing_cache(setting: str, alias: Any) -> list[checks.CheckMessage]:
 
 
 def _check_cache(alias: Any) -> list[checks.CheckMessage]:
-    caches = getattr(settings, "CACHES", {}) or {"default": {}}
     if missing := _missing_cache("CACHE_ALIAS", alias):
         return missing
-    backend = caches[alias].get("BACKEND", "django.core.cache.backends.locmem.LocMemCache")
+    backend = _caches()[alias].get("BACKEND", "django.core.cache.backends.locmem.LocMemCache")
     if backend.endswith(("LocMemCache", "DummyCache")):
         return [
             checks.Warning(
@@ -247,8 +251,7 @@ def check_rate_limit_cache(
     setting = "RATE_LIMIT_CACHE_ALIAS" if user.get("RATE_LIMIT_CACHE_ALIAS") else "CACHE_ALIAS"
     if missing := _missing_cache(setting, alias):
         return missing if setting == "RATE_LIMIT_CACHE_ALIAS" else []  # else E007 said it
-    caches = getattr(settings, "CACHES", {}) or {"default": {}}
-    if caches[alias].get("BACKEND") == DJANGO_REDIS_BACKEND:
+    if _caches()[alias].get("BACKEND") == DJANGO_REDIS_BACKEND:
         return []
     if user.get("RATE_LIMIT_LOCAL_FALLBACK", False):
         return [
