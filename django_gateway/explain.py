@@ -21,10 +21,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
-from django.core.exceptions import DisallowedHost
 from django.core.handlers.wsgi import WSGIRequest
 
-from .exceptions import GatewayError, HostMissing
+from .admission import host_refusal
+from .exceptions import GatewayError
+from .hosts import canonical_host
 from .pipeline import new_exchange
 from .proxy.body import request_body
 from .proxy.forwarder import body_limit, forward_context, upstream_target
@@ -72,7 +73,7 @@ class Precedence:
         elif self.host_class == 1:  # "*.a.b:8080" and "*.a.b" tie here; routing sorts them stably
             index = (1, -self.host.count("."))
         else:
-            index = (0, self.host != request_host.lower())  # "name:port" before "name"
+            index = (0, self.host != canonical_host(request_host))  # "name:port" first
         return (index, self.key)
 
     def tried_before(self, other: Precedence, request_host: str) -> bool:
@@ -321,16 +322,12 @@ def _upstream(
 ) -> tuple[UpstreamPreview, str | None]:
     """What the forwarder would send for this match, and why the gateway might answer itself."""
     request = WSGIRequest(env)
+    host = canonical_host(env.get("HTTP_HOST", ""))
     # The tester previews forwarding only; credentials are not looked up, so no snapshot data.
-    exchange = new_exchange(request, path, match, Snapshot("explain", RouteTable(()), {}))
+    exchange = new_exchange(request, path, host, match, Snapshot("explain", RouteTable(()), {}))
     route, service = match.route, match.route.service
-    refusal = None
-    if not env.get("HTTP_HOST") and env.get("SERVER_PROTOCOL") == "HTTP/1.1":
-        refusal = f"400 Bad Request: {HostMissing.default_detail}"
-    try:
-        request.get_host()
-    except DisallowedHost:
-        refusal = refusal or "400 Bad Request: the Host header is not in ALLOWED_HOSTS"
+    error = host_refusal(request, host)  # the middleware's own check
+    refusal = None if error is None else f"{error.status} {error.title}: {error.detail}"
     ctx = forward_context(exchange)
     url = None
     if service.targets:

@@ -11,14 +11,15 @@ from .models import Consumer, Route, Service, validation
 
 
 class LinesField(forms.CharField):
-    """A list of strings shown as one item per line; with ``commas=True`` commas separate too
-    (not for paths, where a regex like ``~/x/\\d{1,3}`` holds a comma)."""
+    """A list of strings shown and entered as one item per line.
+
+    Lines are the only separator, for every list field alike: a comma belongs to the entry (a
+    regex like ``~/x/\\d{1,3}``, a tag like ``gateway.methods=GET,POST``), so ``a, b`` is one entry
+    that the model's validation then refuses with a message saying "one per line" rather than a
+    value silently split here and kept whole there.
+    """
 
     widget = forms.Textarea(attrs={"rows": 3, "cols": 60})
-
-    def __init__(self, *, commas: bool = True, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.commas = commas
 
     def prepare_value(self, value: Any) -> Any:
         if isinstance(value, list | tuple):
@@ -29,10 +30,7 @@ class LinesField(forms.CharField):
         if isinstance(value, list):
             return value
         text = super().to_python(value) or ""
-        lines = text.splitlines()
-        if self.commas:
-            lines = [item for line in lines for item in line.split(",")]
-        return [item.strip() for item in lines if item.strip()]
+        return [item.strip() for item in text.splitlines() if item.strip()]
 
 
 class HeadersField(forms.CharField):
@@ -60,12 +58,11 @@ class HeadersField(forms.CharField):
 
 
 class RouteForm(forms.ModelForm):
-    paths = LinesField(
-        commas=False, required=False, help_text=Route._meta.get_field("paths").help_text
-    )
+    paths = LinesField(required=False, help_text=Route._meta.get_field("paths").help_text)
     hosts = LinesField(required=False, help_text=Route._meta.get_field("hosts").help_text)
     methods = LinesField(
-        required=False, help_text=f"Empty: any. One of {', '.join(validation.HTTP_METHODS)}."
+        required=False,
+        help_text=f"One per line; empty: any. Each one of {', '.join(validation.HTTP_METHODS)}.",
     )
     headers = HeadersField(
         required=False,
@@ -93,7 +90,6 @@ class RouteForm(forms.ModelForm):
 class ServiceForm(forms.ModelForm):
     # One tag per line, never split on commas: a tag such as gateway.methods=GET,POST holds one.
     consul_tags = LinesField(
-        commas=False,
         required=False,
         help_text="Only instances carrying all of these tags (one per line).",
     )
@@ -104,9 +100,7 @@ class ServiceForm(forms.ModelForm):
 
 
 class ConsumerForm(forms.ModelForm):
-    groups = LinesField(
-        required=False, help_text="ACL groups routes allow or deny, one per line (or commas)."
-    )
+    groups = LinesField(required=False, help_text="ACL groups routes allow or deny, one per line.")
 
     class Meta:
         model = Consumer

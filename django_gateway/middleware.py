@@ -9,12 +9,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from django.core.exceptions import DisallowedHost
 from django.http import HttpRequest
 from django.http.response import HttpResponseBase
 
+from .admission import host_refusal
 from .conf import gateway_settings
-from .exceptions import BadRequest, GatewayError, HostMissing, ServiceUnavailable, problem_response
+from .exceptions import BadRequest, GatewayError, ServiceUnavailable, problem_response
+from .hosts import canonical_host
 from .paths import canonical_path, raw_request_path, refusal_probe_path
 from .pipeline import handle, log_refusal, new_exchange, request_id_for
 from .snapshot import get_snapshot
@@ -55,45 +56,21 @@ def gateway_response(request: HttpRequest) -> HttpResponseBase | None:
         return None
     environ = request.META
     method = request.method or "GET"
-    host = environ.get("HTTP_HOST", "")
-    raw_path, decoded = raw_request_path(environ)
+    host = canonical_host(environ.get("HTTP_HOST", ""))
     try:
+        raw_path, decoded = raw_request_path(environ)
         path = canonical_path(raw_path, decoded=decoded)
     except BadRequest as error:
         # Refuse it only if it is ours: Django keeps its own answer for its own URLs.
-        probe = refusal_probe_path(request.path_info)
+        probe = refusal_probe_path(environ)
         return _refuse(request, error) if table.match(method, host, probe, environ) else None
     match = table.match(method, host, path, environ)
     if match is None:
         return None
-    if not host and environ.get("SERVER_PROTOCOL") == "HTTP/1.1":
-        return _refuse(request, HostMissing())
-    if not _host_allowed(request):  # ALLOWED_HOSTS applies to proxied requests too
-        return _refuse(request, BadRequest("The Host header is not in ALLOWED_HOSTS."))
-    return handle(new_exchange(request, path, match, snapshot))
-
-
-_ALLOWED_HOSTS_SEEN_LIMIT = 1024
-
-
-def _host_allowed(request: HttpRequest) -> bool:
-    """Django's own ``get_host()`` check, remembered per Host value until settings change.
-
-    The check walks ``ALLOWED_HOSTS`` with pattern matching on every call; a gateway sees the same
-    few host names millions of times. Only accepted values are remembered, and only so many.
-    """
-    environ = request.META
-    key = (environ.get("HTTP_HOST"), environ.get("HTTP_X_FORWARDED_HOST"))
-    seen: set = gateway_settings.derived("allowed_hosts_seen", set)
-    if key in seen:
-        return True
-    try:
-        request.get_host()
-    except DisallowedHost:
-        return False
-    if len(seen) < _ALLOWED_HOSTS_SEEN_LIMIT:
-        seen.add(key)
-    return True
+    refusal = host_refusal(request, host)
+    if refusal is not None:
+        return _refuse(request, refusal)
+    return handle(new_exchange(request, path, host, match, snapshot))
 
 
 def _refuse(request: HttpRequest, error: GatewayError) -> HttpResponseBase:

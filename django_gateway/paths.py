@@ -15,6 +15,7 @@ from urllib.parse import quote, unquote_to_bytes
 from .exceptions import BadRequest
 
 _FORBIDDEN_ESCAPES = re.compile(r"%(2f|5c|00|0d|0a)", re.IGNORECASE)
+_ENCODED_SLASH = re.compile(r"%(?:2f|5c)", re.IGNORECASE)
 _FORBIDDEN_CHARS = re.compile(r"[\x00-\x1f\x7f\\]")
 # RFC 3986 pchar minus percent-encoding, plus "/": what may stay literal in a forwarded path.
 _SAFE = "/:@!$&'()*+,;=-._~"
@@ -60,13 +61,37 @@ def canonical_path(raw_path: str, *, decoded: bool = False) -> str:
     return _merge_and_resolve(raw_path)
 
 
-def refusal_probe_path(path_info: str) -> str:
+def refusal_probe_path(environ: dict) -> str:
     """A routable stand-in for a path :func:`canonical_path` refused, to decide whose it is.
 
     A refused path that would match a route gets the gateway's 400; any other is left to Django.
+    Encoded slashes stay opaque: ``%2F`` separates segments here, but a ``.`` or ``..`` next to one
+    is kept as a literal segment, never resolved, so ``/api/..%2Fadmin``, ``/api/%2F..%2Fadmin`` and
+    ``/api%2F..%2Fadmin`` all stay under ``/api`` (and get 400 when a route covers ``/api``).
     Forbidden characters become ``_`` so they neither match nor break matching.
     """
-    return _merge_and_resolve(_FORBIDDEN_CHARS.sub("_", path_info) or "/")
+    try:
+        raw, decoded = raw_request_path(environ)
+    except BadRequest:  # PATH_INFO that is not UTF-8
+        raw, decoded = (
+            environ.get("PATH_INFO", "/").encode("latin-1").decode("utf-8", "replace"),
+            True,
+        )
+    if decoded:  # the server decoded %2F already: nothing is left to keep opaque
+        pieces = [raw]
+    else:
+        pieces = [
+            unquote_to_bytes(piece).decode("utf-8", "replace")
+            for piece in _ENCODED_SLASH.split(raw)
+        ]
+    for i in range(len(pieces) - 1):  # the segments on either side of an encoded slash
+        head, sep, last = pieces[i].rpartition("/")
+        if last in (".", ".."):
+            pieces[i] = f"{head}{sep}\x00{last}"
+        first, sep, tail = pieces[i + 1].partition("/")
+        if first in (".", ".."):
+            pieces[i + 1] = f"\x00{first}{sep}{tail}"
+    return _merge_and_resolve(_FORBIDDEN_CHARS.sub("_", "/".join(pieces)) or "/")
 
 
 def canonical_prefix(prefix: str) -> str:

@@ -20,6 +20,7 @@ from django.http.response import HttpResponseBase
 from .auth.base import CredentialUse, Identity
 from .conf import gateway_settings
 from .exceptions import GatewayError, problem_response
+from .hosts import canonical_host
 from .netpolicy import client_address, peer_is_trusted
 from .proxy.headers import valid_request_id
 from .routing import CompiledRoute, RouteMatch
@@ -37,6 +38,7 @@ class Exchange:
     environ: dict[str, Any]
     method: str
     path: str  # canonical decoded path
+    host: str  # hosts.canonical_host of the Host header ("" when the client sent none)
     match: RouteMatch
     request_id: str
     peer: str
@@ -90,7 +92,7 @@ def request_id_for(environ: dict[str, Any]) -> str:
 
 
 def new_exchange(
-    request: HttpRequest, path: str, match: RouteMatch, snapshot: Snapshot
+    request: HttpRequest, path: str, host: str, match: RouteMatch, snapshot: Snapshot
 ) -> Exchange:
     environ = request.META
     peer = environ.get("REMOTE_ADDR", "")
@@ -99,6 +101,7 @@ def new_exchange(
         environ=environ,
         method=request.method or "GET",
         path=path,
+        host=host,
         match=match,
         request_id=request_id_for(environ),
         peer=peer,
@@ -166,6 +169,7 @@ def log_access(exchange: Exchange, status: int) -> None:
     _log(
         exchange.client_ip,
         exchange.method,
+        exchange.host,
         exchange.path,
         status,
         route=route.name,
@@ -185,6 +189,7 @@ def log_refusal(request: HttpRequest, status: int, request_id: str) -> None:
     _log(
         client_address(environ.get("REMOTE_ADDR", ""), environ.get("HTTP_X_FORWARDED_FOR")),
         request.method or "-",
+        canonical_host(environ.get("HTTP_HOST", "")),
         request.path_info,
         status,
         route="-",
@@ -203,6 +208,7 @@ def _logging_enabled() -> bool:
 def _log(
     client_ip: str,
     method: str,
+    host: str,
     path: str,
     status: int,
     *,
@@ -214,11 +220,12 @@ def _log(
     request_id: str,
 ) -> None:
     access_logger.info(
-        '%s "%s %s" %s route=%s service=%s upstream=%s tries=%s %.1fms id=%s',
+        '%s "%s %s" %s host=%s route=%s service=%s upstream=%s tries=%s %.1fms id=%s',
         client_ip,
         method,
         repr(path)[1:-1],  # escaped (no forged log lines); never the query: it may hold credentials
         status,
+        repr(host)[1:-1] or "-",
         route,
         service,
         upstream,

@@ -11,15 +11,21 @@ Precedence (documented in ``docs/routing.md``), highest first:
 
 Lookup is an index by host, then a segment trie: the cost follows the depth of the request path
 and the number of routes sharing one prefix, not the number of routes. Regex routes are the one
-linear part and are tried in precedence order within their host class.
+linear part and are tried in precedence order within their host class; they run on RE2
+(:mod:`route_regex`), so each costs time linear in the path.
 """
 
 from __future__ import annotations
 
-import re
+import logging
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from .hosts import canonical_host, split_host
+from .route_regex import RegexSet, RouteRegex, compile_route_regex
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +45,7 @@ class CompiledRoute:
     connect_timeout: float | None = None
     read_timeout: float | None = None
     timeout: float | None = None
+    max_response_duration: float | None = None
     max_body_size: int | None = None
     authentication: str = "none"
     anonymous_consumer: Any = None  # auth.base.ConsumerConfig, resolved when the snapshot is built
@@ -78,7 +85,7 @@ class RouteMatch:
 class _Entry:
     route: CompiledRoute
     path: str  # "/api" or the regex source
-    regex: re.Pattern[str] | None
+    regex: RouteRegex | None
     key: tuple  # precedence within one host class; lower sorts first
 
 
@@ -98,6 +105,7 @@ class _PathIndex:
     def __init__(self) -> None:
         self.root = _Node()
         self.regexes: list[_Entry] = []
+        self.regex_set: RegexSet | None = None
 
     def add(self, entry: _Entry) -> None:
         if entry.regex is not None:
@@ -110,6 +118,8 @@ class _PathIndex:
 
     def freeze(self) -> None:
         self.regexes.sort(key=lambda e: e.key)
+        if self.regexes:
+            self.regex_set = RegexSet([e.regex for e in self.regexes])  # type: ignore[misc]
         stack = [self.root]
         while stack:
             node = stack.pop()
@@ -117,19 +127,10 @@ class _PathIndex:
             stack.extend(node.children.values())
 
     def match(self, method: str, path: str, environ: Mapping[str, Any]) -> RouteMatch | None:
-        for entry in self.regexes:
-            found = entry.regex.match(path)  # type: ignore[union-attr]
-            if found is None:
-                continue
-            matched, rest = found.group(0), path[found.end() :]
-            # Like prefixes, a regex matches whole segments: ~/users/\d+ takes /users/42 and
-            # /users/42/posts, not /users/42abc.
-            if rest[:1] not in ("/", "") and not matched.endswith("/"):
-                continue
-            if entry.route.accepts(method, environ) is None:
-                return RouteMatch(
-                    entry.route, matched, rest if rest[:1] in ("/", "") else "/" + rest
-                )
+        if self.regex_set is not None:
+            found = self._regex_match(method, path, environ)
+            if found is not None:
+                return found
         visited = [self.root]
         node = self.root
         for segment in _segments(path):
@@ -143,16 +144,31 @@ class _PathIndex:
                     return _prefix_match(entry, path)
         return None
 
+    def _regex_match(self, method: str, path: str, environ: Mapping[str, Any]) -> RouteMatch | None:
+        """The first regex entry, in precedence order, that takes the path; one RE2 pass says
+        which regexes match at all, and only those are run again for where their match ends."""
+        encoded = path.encode("utf-8")
+        for index in self.regex_set.matching(encoded):  # type: ignore[union-attr]
+            entry = self.regexes[index]
+            end = entry.regex.match_end(path, encoded)  # type: ignore[union-attr]
+            if end is None:
+                continue
+            matched, rest = path[:end], path[end:]
+            # Like prefixes, a regex matches whole segments: ~/users/\d+ takes /users/42 and
+            # /users/42/posts, not /users/42abc.
+            if rest[:1] not in ("/", "") and not matched.endswith("/"):
+                continue
+            if entry.route.accepts(method, environ) is None:
+                return RouteMatch(
+                    entry.route, matched, rest if rest[:1] in ("/", "") else "/" + rest
+                )
+        return None
+
 
 def _prefix_match(entry: _Entry, path: str) -> RouteMatch:
     if entry.path == "/":
         return RouteMatch(entry.route, "", path)
     return RouteMatch(entry.route, entry.path, path[len(entry.path) :])
-
-
-def _split_host(pattern: str) -> tuple[str, str]:
-    host, _, port = pattern.partition(":")
-    return host, port
 
 
 class RouteTable:
@@ -166,7 +182,12 @@ class RouteTable:
         for route in self.routes:
             for index, host_rank in self._indexes_for(route):
                 for path in route.paths or ("/",):
-                    index.add(_make_entry(route, path, host_rank))
+                    try:
+                        index.add(_make_entry(route, path, host_rank))
+                    except ValueError as exc:  # saved before RE2 was required (check W004)
+                        logger.error(
+                            "Route %r: left out %r, a regex that %s", route.name, path, exc
+                        )
         for index in (*self._exact.values(), *self._wildcard.values(), self._any):
             index.freeze()
         self._has_hosts = bool(self._exact or self._wildcard)
@@ -178,7 +199,7 @@ class RouteTable:
     def _indexes_for(self, route: CompiledRoute) -> Iterator[tuple[_PathIndex, tuple]]:
         if not route.hosts:
             yield self._any, (2,)
-        for pattern in route.hosts:
+        for pattern in map(canonical_host, route.hosts):
             if pattern.startswith("*."):
                 suffix = pattern[2:]
                 yield self._wildcard.setdefault(suffix, _PathIndex()), (1, -suffix.count("."))
@@ -189,8 +210,8 @@ class RouteTable:
         return len(self.routes)
 
     def _host_indexes(self, host: str) -> Iterator[_PathIndex]:
-        host = host.lower()
-        name, port = _split_host(host)
+        host = canonical_host(host)
+        name, port = split_host(host)
         for key in (host, name) if port else (host,):
             index = self._exact.get(key)
             if index is not None:
@@ -207,7 +228,11 @@ class RouteTable:
     def match(
         self, method: str, host: str, path: str, environ: Mapping[str, Any] | None = None
     ) -> RouteMatch | None:
-        """The winning route for a canonical ``path``, or ``None`` to let Django serve it."""
+        """The winning route for a canonical ``path``, or ``None`` to let Django serve it.
+
+        ``host`` may be spelled as the client sent it: it is put in :func:`canonical_host` form
+        here, so no caller can match ``gw.test.`` differently from ``gw.test``.
+        """
         environ = environ or {}
         if not self._has_hosts:  # the common case: no route names a host
             return self._any.match(method, path, environ)
@@ -238,12 +263,12 @@ class RouteTable:
 
 def _exact_order(host: str) -> tuple:
     """``a.com:8080`` is tried before ``a.com`` for a request to port 8080, so list it first."""
-    name, port = _split_host(host)
+    name, port = split_host(host)
     return (name, not port, host)
 
 
 def _make_entry(route: CompiledRoute, path: str, host_rank: tuple) -> _Entry:
-    regex = re.compile(path[1:]) if path.startswith("~") else None
+    regex = compile_route_regex(path[1:]) if path.startswith("~") else None
     length = -1 if regex else len(_segments(path))
     key = (*host_rank, 0 if regex else 1, -length, -route.priority, -route.specificity, route.id)
     return _Entry(route=route, path=path, regex=regex, key=key)

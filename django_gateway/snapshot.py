@@ -19,6 +19,7 @@ from .auth.jwt import JWTCredentialConfig, compile_credential
 from .auth.token_cache import VerifiedTokens
 from .balancing import Instance
 from .conf import gateway_settings
+from .hosts import canonical_host
 from .models import Consumer, JWTCredential, RateLimit, Route, Service
 from .netpolicy import parse_networks
 from .routing import CompiledRoute, RouteTable
@@ -114,7 +115,7 @@ def _compile_route(
         name=route.name,
         service=service,
         paths=tuple(route.paths or ()),
-        hosts=tuple(h.lower() for h in route.hosts or ()),
+        hosts=tuple(map(canonical_host, route.hosts or ())),
         methods=frozenset(route.methods or ()),
         headers=tuple(
             (name.lower(), frozenset(values)) for name, values in (route.headers or {}).items()
@@ -125,6 +126,7 @@ def _compile_route(
         connect_timeout=route.connect_timeout,
         read_timeout=route.read_timeout,
         timeout=route.timeout,
+        max_response_duration=route.max_response_duration,
         max_body_size=route.max_body_size,
         authentication=route.authentication,
         anonymous_consumer=consumers.get(route.anonymous_consumer_id),  # type: ignore[arg-type]

@@ -318,7 +318,7 @@ def test_framing_and_host_refusals(echo):
     assert result.refusal.startswith("501 ")
     with override_settings(ALLOWED_HOSTS=["good.example.com"]):
         result = explain_request("GET", "http://h.example.com/api")
-    assert result.refusal == "400 Bad Request: the Host header is not in ALLOWED_HOSTS"
+    assert result.refusal == "400 Bad Request: The Host header is not in ALLOWED_HOSTS."
 
 
 # --- Input -------------------------------------------------------------------------------------
@@ -334,6 +334,21 @@ def test_bad_paths_are_refused_with_the_middlewares_reason(echo):
     with pytest.raises(InvalidPath) as caught:
         explain_request("GET", "http://h.example.com/x%2Fb")
     assert caught.value.decoded_route is None
+    # The tester asks the table what the middleware asks it: %2F stays opaque, '..' cannot climb.
+    with pytest.raises(InvalidPath) as caught:
+        explain_request("GET", "http://h.example.com/a%2F..%2Fadmin")
+    assert (caught.value.decoded_path, caught.value.decoded_route) == ("/a/_../admin", "route")
+
+
+@pytest.mark.django_db
+def test_the_tester_normalises_the_host_like_the_gateway(echo):
+    service = make_service(echo)
+    make_route(service, name="open", paths=["/s"])
+    make_route(service, name="secure", hosts=["gw.test"], paths=["/s"], authentication="key")
+    assert explain_request("GET", "http://gw.test./s").match.route.name == "secure"
+    assert explain_request("GET", "/s", ["Host: GW.Test.:8080"]).match.route.name == "secure"
+    result = explain_request("GET", "/s", ["Host: gw..test"])
+    assert result.refusal == "400 Bad Request: The Host header is not a valid host name."
 
 
 @pytest.mark.parametrize(

@@ -59,9 +59,20 @@ def test_raw_request_path_prefers_raw_uri():
 def test_refusal_probe_path_keeps_refused_paths_routable():
     from django_gateway.paths import refusal_probe_path
 
-    assert refusal_probe_path("/api/a\\b") == "/api/a_b"
-    assert refusal_probe_path("/api/a\x00\r\n") == "/api/a___"
-    assert refusal_probe_path("/api/../x/a/b") == "/x/a/b"
+    assert refusal_probe_path({"PATH_INFO": "/api/a\\b"}) == "/api/a_b"
+    assert refusal_probe_path({"PATH_INFO": "/api/a\x00\r\n"}) == "/api/a___"
+    assert refusal_probe_path({"PATH_INFO": "/api/../x/a/b"}) == "/x/a/b"
+
+
+@pytest.mark.parametrize(
+    "raw", ["/api/..%2Fadmin", "/api/%2F..%2Fadmin", "/api%2F..%2Fadmin", "/api/..%5cadmin"]
+)
+def test_refusal_probe_keeps_encoded_slashes_opaque(raw):
+    """A dot segment next to an encoded slash is never resolved, so it cannot climb out."""
+    from django_gateway.paths import refusal_probe_path
+
+    probe = refusal_probe_path({"RAW_URI": raw})
+    assert probe.startswith("/api/"), probe
 
 
 def test_encode_path_agrees_with_quote_on_random_paths():

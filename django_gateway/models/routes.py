@@ -26,10 +26,14 @@ class Route(models.Model):
     paths = models.JSONField(
         default=list,
         blank=True,
-        help_text=_("Path prefixes matched on segment boundaries; '~' starts a regex."),
+        help_text=_(
+            "One per line: path prefixes matched on segment boundaries; '~' starts a regex (RE2)."
+        ),
     )
     hosts = models.JSONField(
-        default=list, blank=True, help_text=_("Host names; '*.example.com' matches any sub-domain.")
+        default=list,
+        blank=True,
+        help_text=_("One per line: host names; '*.example.com' matches any sub-domain."),
     )
     methods = models.JSONField(default=list, blank=True, help_text=_("Empty: any method."))
     headers = models.JSONField(
@@ -51,6 +55,16 @@ class Route(models.Model):
     )
     read_timeout = models.FloatField(null=True, blank=True, validators=[MinValueValidator(0.001)])
     timeout = models.FloatField(null=True, blank=True, validators=[MinValueValidator(0.001)])
+    max_response_duration = models.FloatField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0.001)],
+        help_text=_(
+            "Longest time in seconds from the start of a try to the last response byte, "
+            "streamed bodies included; a stream still running then is cut off. "
+            "Empty: streamed bodies have no total limit."
+        ),
+    )
     max_body_size = models.PositiveBigIntegerField(
         null=True,
         blank=True,

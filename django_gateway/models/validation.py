@@ -12,7 +12,9 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 
+from ..hosts import MAX_NAME_LENGTH, ascii_host_name, split_host
 from ..paths import canonical_prefix
+from ..route_regex import compile_route_regex
 
 HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT")
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
@@ -56,8 +58,12 @@ def header_value(value: str) -> str:
     return value
 
 
+#: Longest configured path prefix; regexes have their own bound (``route_regex.MAX_LENGTH``).
+MAX_PATH_LENGTH = 1024
+
+
 def route_paths(value: object) -> list[str]:
-    """Prefixes start with ``/`` and are stored canonical; ``~`` marks a regex that must compile."""
+    """Prefixes start with ``/`` and are stored canonical; ``~`` marks a regex RE2 can run."""
     paths = []
     for raw in _as_list(value, "paths"):
         if not isinstance(raw, str) or not raw:
@@ -65,41 +71,64 @@ def route_paths(value: object) -> list[str]:
         _check_header_text(raw, "Paths")
         if raw.startswith("~"):
             try:
-                re.compile(raw[1:])
-            except re.error as exc:
-                raise ValidationError(f"Regex path {raw!r} does not compile: {exc}.") from exc
+                compile_route_regex(raw[1:])
+            except ValueError as exc:
+                raise ValidationError(f"Regex path {_shown(raw)} {exc}.") from exc
             paths.append(raw)
             continue
+        if len(raw) > MAX_PATH_LENGTH:
+            raise ValidationError(
+                f"Path {_shown(raw)} is longer than {MAX_PATH_LENGTH} characters."
+            )
         if not raw.startswith("/"):
-            raise ValidationError(f"Path {raw!r} must start with '/' (or '~' for a regex).")
+            raise ValidationError(f"Path {_shown(raw)} must start with '/' (or '~' for a regex).")
         if any(ch in raw for ch in "?#%\\"):
             raise ValidationError(
-                f"Path {raw!r} must be a plain decoded path: no '?', '#', '%' or backslash."
+                f"Path {_shown(raw)} must be a plain decoded path: no '?', '#', '%' or backslash."
+            )
+        if "," in raw or any(ch.isspace() for ch in raw):
+            raise ValidationError(
+                f"Path {_shown(raw)} holds a comma or a space: enter one path per line."
             )
         paths.append(canonical_prefix(raw))
     return list(dict.fromkeys(paths))
 
 
 def host_pattern(raw: str) -> str:
-    """``api.example.com``, ``*.example.com`` (any deeper name) or either with ``:port``."""
-    text = raw.strip().lower()
-    host, _, port = text.partition(":")
+    """``api.example.com``, ``*.example.com`` (any deeper name) or either with ``:port``, stored as
+    :func:`hosts.canonical_host` compares them: lower case, no trailing dot, IDNA A-labels."""
+    text = raw.strip()
+    if len(text) > MAX_NAME_LENGTH + 6:
+        raise ValidationError(f"Host {_shown(raw)} is longer than {MAX_NAME_LENGTH} characters.")
+    name, port = split_host(text)
     if port and (not port.isdigit() or not 0 < int(port) < 65536):
-        raise ValidationError(f"Host {raw!r} has an invalid port.")
-    labels = host.split(".")
+        raise ValidationError(f"Host {_shown(raw)} has an invalid port.")
+    try:
+        name = ascii_host_name(name)
+    except ValueError as exc:
+        raise ValidationError(f"Host {exc}") from exc
+    if len(name) > MAX_NAME_LENGTH:
+        raise ValidationError(f"Host {_shown(raw)} is longer than {MAX_NAME_LENGTH} characters.")
+    labels = name.split(".")
     if labels[0] == "*":
         labels = labels[1:]
         if len(labels) < 2:
             raise ValidationError(f"Wildcard host {raw!r} needs at least two labels after '*.'.")
     if not labels or not all(_LABEL.match(label) for label in labels):
         raise ValidationError(
-            f"Host {raw!r} is not a host name; use names like api.example.com or *.example.com."
+            f"Host {_shown(raw)} is not a host name; use names like api.example.com or "
+            "*.example.com, one per line."
         )
-    return text
+    return f"{name}:{port}" if port else name
 
 
 def route_hosts(value: object) -> list[str]:
     return list(dict.fromkeys(host_pattern(str(h)) for h in _as_list(value, "hosts")))
+
+
+def _shown(raw: str) -> str:
+    """A configured value quoted for an error message, shortened: it may be thousands long."""
+    return repr(raw if len(raw) <= 80 else raw[:60] + "…")
 
 
 def route_methods(value: object) -> list[str]:
@@ -107,7 +136,9 @@ def route_methods(value: object) -> list[str]:
     for raw in _as_list(value, "methods"):
         method = str(raw).strip().upper()
         if method not in HTTP_METHODS:
-            raise ValidationError(f"{raw!r} is not an HTTP method ({', '.join(HTTP_METHODS)}).")
+            raise ValidationError(
+                f"{raw!r} is not an HTTP method ({', '.join(HTTP_METHODS)}); one per line."
+            )
         methods.append(method)
     return list(dict.fromkeys(methods))
 

@@ -6,8 +6,9 @@ Retry policy, in one place:
 - the connection died before any response byte: idempotent methods, or any request carrying an
   ``Idempotency-Key``, and only while the body can still be replayed;
 - a read timeout or a malformed response: never retried (the upstream may have acted on it);
-- no new try starts once the route's ``timeout`` has passed since the first one, so a request
-  with retries ends within about twice ``timeout`` at worst.
+- no new try starts once the route's ``timeout`` has passed since the first one, and each try
+  (its head, and a body small enough to buffer) has its own ``timeout``, so a request with
+  retries gets its answer within about twice ``timeout`` at worst.
 
 A pooled connection that turns out dead on first use is retried once on a fresh connection to the
 same instance under the same rules, without counting as an instance failure.
@@ -15,6 +16,7 @@ same instance under the same rules, without counting as an instance failure.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Callable
@@ -47,7 +49,16 @@ from .headers import (
 )
 from .pool import ConnectionPool, Endpoint, endpoint_for
 from .response import build_response
-from .transport import NoResponse, Timeouts, Transport, UpstreamRequest, UpstreamResponse
+from .transport import (
+    NoResponse,
+    ResponseCut,
+    Timeouts,
+    Transport,
+    UpstreamRequest,
+    UpstreamResponse,
+)
+
+logger = logging.getLogger(__name__)
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"})
 
@@ -119,7 +130,7 @@ def forward_context(exchange: Exchange) -> ForwardContext:
         client_ip=exchange.client_ip,
         peer_trusted=exchange.peer_trusted,
         scheme=exchange.request.scheme,
-        host=environ.get("HTTP_HOST", ""),
+        host=exchange.host,
         port=str(environ.get("SERVER_PORT", "")),
         prefix=exchange.match.matched if route.strip_path else "",
         upstream_host="",
@@ -139,12 +150,29 @@ def _timeouts(exchange: Exchange) -> Timeouts:
         route.connect_timeout or service.connect_timeout,
         route.read_timeout or service.read_timeout,
         route.timeout or service.timeout,
+        route.max_response_duration,
     )
 
 
 @lru_cache(maxsize=1024)
-def _timeouts_for(connect: float, read: float, total: float) -> Timeouts:
-    return Timeouts(connect=connect, read=read, total=total)
+def _timeouts_for(connect: float, read: float, total: float, response: float | None) -> Timeouts:
+    return Timeouts(connect=connect, read=read, total=total, response=response)
+
+
+def _log_cut(exchange: Exchange, cut: ResponseCut) -> None:
+    """The client sees only a truncated body, so the cut is said here, with the request's id."""
+    route = exchange.route
+    logger.warning(
+        '%s "%s %s" cut off after max_response_duration=%ss route=%s upstream=%s id=%s',
+        exchange.client_ip,
+        exchange.method,
+        repr(exchange.path)[1:-1],  # escaped, as in the access log
+        route.max_response_duration,
+        route.name,
+        exchange.upstream,
+        exchange.request_id,
+        extra={"request_id": exchange.request_id, "route": route.name},
+    )
 
 
 def _location_rewriter(
@@ -271,6 +299,8 @@ def forward(exchange: Exchange) -> HttpResponseBase:
                 continue
             raise
         health.success(key)
+        if route.max_response_duration is not None and not upstream.complete:
+            upstream.on_cut = partial(_log_cut, exchange)
         rewrite_location = _location_rewriter(ctx, endpoint, service.path)
         response = build_response(
             upstream,

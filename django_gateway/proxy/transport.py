@@ -7,12 +7,19 @@ never hand-parses framing: status line, headers, chunked and length-delimited bo
 - the connection could not be made → ``UpstreamConnectError`` / ``UpstreamConnectTimeout``;
 - the connection died before any response byte → :class:`NoResponse` (retryable by policy);
 - no head before the deadline → ``GatewayTimeout``; an unparsable head → ``BadGateway``.
+
+Deadlines (docs/proxying.md, Timeouts). A try has ``Timeouts.total`` from its start to the end of
+what is read before :meth:`Transport.send` returns: the head, and a body small enough to buffer.
+A streamed body has only the per-read ``Timeouts.read``, so a slow stream (server-sent events)
+flows as long as it keeps sending; ``Timeouts.response`` (a route's ``max_response_duration``),
+when set, bounds everything from the try's start to the last body byte, and a stream still
+running then ends in :class:`ResponseCut`. Without it, a streamed read costs no clock call.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
@@ -37,11 +44,23 @@ class NoResponse(BadGateway):
         self.reused = reused
 
 
+class ResponseCut(GatewayTimeout):
+    """``max_response_duration`` ran out while the body streamed. The head is already on its way
+    to the client, so this cannot become a 504: raised from the body iterator, it makes the WSGI
+    server close the connection, and the client sees a body shorter than its ``Content-Length``
+    or a chunked body without its last chunk, never a clean end."""
+
+
+class _Expired(Exception):
+    """A deadline passed while reading the body; the caller knows which one and what it means."""
+
+
 @dataclass(frozen=True, slots=True)
 class Timeouts:
     connect: float
     read: float
     total: float
+    response: float | None = None  # max_response_duration: the try's start to the last body byte
 
 
 @dataclass(slots=True)
@@ -119,6 +138,10 @@ class UpstreamResponse:
     Iterating to the end returns the connection to the pool; :meth:`close` before that drops it.
     Everything the response needs is taken from the connection's reader before the connection
     goes back to the pool, where another request may reuse that reader at once.
+
+    ``deadline`` bounds the read of a body small enough to buffer (``GatewayTimeout``, still a
+    504); ``expires`` (monotonic time, or ``None``) bounds the streamed body (:class:`ResponseCut`).
+    ``on_cut``, when set, is called with the :class:`ResponseCut` before it is raised.
     """
 
     def __init__(
@@ -128,6 +151,8 @@ class UpstreamResponse:
         reader: _Reader,
         head_only: bool,
         read_timeout: float,
+        deadline: float,
+        expires: float | None = None,
     ) -> None:
         self.status = reader.status
         self.reason = reader.reason.decode("latin-1")
@@ -136,6 +161,8 @@ class UpstreamResponse:
         self._conn: Connection | None = conn
         self._reader = reader
         self._read_timeout = read_timeout
+        self._expires = expires
+        self.on_cut: Callable[[ResponseCut], None] | None = None
         self._pending = reader.take_chunks()
         self.complete = reader.complete
         length: bytes | None = None
@@ -153,8 +180,11 @@ class UpstreamResponse:
         elif self.complete:
             self._finish(reader.keep_alive)
         elif length is not None and length.isdigit() and int(length) <= BUFFER_LIMIT:
-            while not self.complete:
-                self._pull()
+            try:
+                while not self.complete:
+                    self._pull(deadline)
+            except _Expired:
+                raise _too_late("send the whole response", deadline, expires) from None
 
     def buffered_body(self) -> bytes:
         """The whole body, when it arrived with the head (``complete`` is true)."""
@@ -167,12 +197,21 @@ class UpstreamResponse:
                 yield from chunks
             if self.complete:
                 return
-            self._pull()
+            try:
+                self._pull(self._expires)
+            except _Expired:
+                cut = ResponseCut(
+                    "The response took longer than the route's max_response_duration; "
+                    "its body was cut off."
+                )
+                if self.on_cut is not None:
+                    self.on_cut(cut)
+                raise cut from None
 
-    def _pull(self) -> None:
+    def _pull(self, deadline: float | None) -> None:
         """Receive and parse one piece of the body; completes the response at its end."""
         reader = self._reader
-        data = self._recv()
+        data = self._recv(deadline)
         if not data:
             if not self._eof_ends_body:
                 self.close()
@@ -190,15 +229,27 @@ class UpstreamResponse:
             self.complete = True
             self._finish(reader.keep_alive)
 
-    def _recv(self) -> bytes:
+    def _recv(self, deadline: float | None) -> bytes:
+        """One receive, bounded by ``read_timeout`` and, nearer its end, by ``deadline``: the
+        socket timeout changes (a system call) only within ``read_timeout`` of the deadline."""
         conn = self._conn
         if conn is None:
             return b""
+        timeout = self._read_timeout
+        if deadline is not None:
+            remaining = deadline - time.monotonic()
+            if remaining < timeout:
+                if remaining <= 0:
+                    self.close()
+                    raise _Expired
+                timeout = remaining
         try:
-            conn.set_timeout(self._read_timeout)
+            conn.set_timeout(timeout)
             return conn.sock.recv(RECV_SIZE)
         except KERNEL_TIMEOUTS as exc:
             self.close()
+            if timeout < self._read_timeout:
+                raise _Expired from exc
             raise GatewayTimeout("The upstream stopped sending the body.") from exc
         except OSError as exc:
             self.close()
@@ -236,17 +287,23 @@ class Transport:
     ) -> UpstreamResponse:
         """``replayable``: the caller resends on a fresh connection if a pooled one is dead, so
         the pool may skip its staleness probe."""
-        deadline = time.monotonic() + timeouts.total
+        started = time.monotonic()
+        deadline = started + timeouts.total
+        expires = None if timeouts.response is None else started + timeouts.response
+        if expires is not None and expires < deadline:
+            deadline = expires
         conn = self.pool.acquire(
-            endpoint, min(timeouts.connect, timeouts.total), check=not replayable
+            endpoint, min(timeouts.connect, deadline - started), check=not replayable
         )
         try:
             self._write(conn, request, timeouts.read)
-            reader = self._read_head(conn, timeouts.read, deadline)
+            reader = self._read_head(conn, timeouts.read, deadline, expires)
         except BaseException:
             conn.sock.close()
             raise
-        return UpstreamResponse(self, conn, reader, request.method == "HEAD", timeouts.read)
+        return UpstreamResponse(
+            self, conn, reader, request.method == "HEAD", timeouts.read, deadline, expires
+        )
 
     def _write(self, conn: Connection, request: UpstreamRequest, read_timeout: float) -> None:
         lines = [f"{name}: {value}\r\n" for name, value in request.headers]
@@ -275,7 +332,9 @@ class Transport:
                 f"Sending to the upstream failed: {exc.strerror or exc}.", reused=conn.reused
             ) from exc
 
-    def _read_head(self, conn: Connection, read_timeout: float, deadline: float) -> _Reader:
+    def _read_head(
+        self, conn: Connection, read_timeout: float, deadline: float, expires: float | None
+    ) -> _Reader:
         reader = conn.reader
         if reader is None:
             reader = conn.reader = _Reader()
@@ -286,12 +345,12 @@ class Transport:
         while not reader.head_done:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise GatewayTimeout()
+                raise _too_late("answer", deadline, expires)
             conn.set_timeout(min(read_timeout, remaining))
             try:
                 data = sock.recv(RECV_SIZE)
             except KERNEL_TIMEOUTS as exc:
-                raise GatewayTimeout() from exc
+                raise _too_late("answer", deadline, expires) from exc
             except OSError as exc:
                 if received:
                     raise BadGateway(
@@ -318,3 +377,9 @@ class Transport:
                     "The upstream sent a response that is not valid HTTP/1.1."
                 ) from exc
         return reader
+
+
+def _too_late(what: str, deadline: float, expires: float | None) -> GatewayTimeout:
+    """The 504 for a try that ran out of time, naming the limit that ended it."""
+    limit = "within the route's max_response_duration" if deadline == expires else "in time"
+    return GatewayTimeout(f"The upstream service did not {what} {limit}.")

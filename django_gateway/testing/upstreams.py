@@ -259,12 +259,17 @@ class ResetUpstream(LoopbackServer):
     """Resets every connection (RST via ``SO_LINGER`` 0), after the request head or immediately.
 
     With ``after_request=True`` the gateway has already sent a request when the reset arrives,
-    which is the case that must not be retried blindly for non-idempotent methods.
+    which is the case that must not be retried blindly for non-idempotent methods. ``delay``
+    seconds pass between reading the request and the reset: a failure that is retried but costs
+    time, for tests of the deadlines around retries.
     """
 
-    def __init__(self, after_request: bool = True, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self, after_request: bool = True, host: str = "127.0.0.1", *, delay: float = 0.0
+    ) -> None:
         super().__init__(host)
         self.after_request = after_request
+        self.delay = delay
 
     def _serve(self, sock: socket.socket, connection_id: int) -> None:
         try:
@@ -272,6 +277,8 @@ class ResetUpstream(LoopbackServer):
                 request = self._reader(sock, connection_id).read_request(head_only=True)
                 if request is not None:
                     self._record(request)
+                if self.delay:
+                    self._sleep(self.delay)
         finally:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
-import struct
 import time
 
 import pytest
@@ -212,19 +210,12 @@ def test_stale_pooled_connection_is_replaced_transparently(client):
         assert upstream.connections_accepted == 2
 
 
-class SlowResetUpstream(ResetUpstream):
-    """Reads the request, waits, then resets: a failure that is retried but costs time."""
-
-    def _serve(self, sock, connection_id):
-        request = self._reader(sock, connection_id).read_request(head_only=True)
-        if request is not None:
-            self._record(request)
-        self._sleep(0.3)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-
-
 def test_retries_stop_once_the_deadline_has_passed(client):
-    with SlowResetUpstream() as first, SlowResetUpstream() as second, SlowResetUpstream() as third:
+    with (
+        ResetUpstream(delay=0.3) as first,
+        ResetUpstream(delay=0.3) as second,
+        ResetUpstream(delay=0.3) as third,
+    ):
         make_route(make_service(first, second, third, retries=2), paths=["/api"], timeout=0.5)
         response = client.get("/api/x")
         assert response.status_code == 502

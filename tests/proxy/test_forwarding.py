@@ -231,11 +231,11 @@ def test_connections_are_reused(client, echo):
 def test_access_log_for_proxied_and_refused_requests(client, echo, caplog):
     make_route(make_service(echo), paths=["/api"])
     with caplog.at_level("INFO", logger="django_gateway.access"):
-        client.get("/api/x?api_key=secret", HTTP_X_REQUEST_ID="req-9")
+        client.get("/api/x?api_key=secret", HTTP_X_REQUEST_ID="req-9", HTTP_HOST="Gw.Test.")
         client.get("/api/a\\b%0d%0aforged")
     proxied, refused = [r for r in caplog.records if r.name == "django_gateway.access"]
     assert proxied.status == 200 and proxied.route == "route" and proxied.request_id == "req-9"
-    assert '"GET /api/x" 200 route=route service=svc' in proxied.getMessage()
+    assert '"GET /api/x" 200 host=gw.test route=route service=svc' in proxied.getMessage()
     assert "secret" not in proxied.getMessage()
     assert refused.status == 400 and refused.route == "-"
     assert "\n" not in refused.getMessage() and "\r" not in refused.getMessage()

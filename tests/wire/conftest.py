@@ -273,8 +273,14 @@ class GunicornServer:
             return conn.read_response(until_eof=until_eof)
 
     def get(self, target: str, *headers: str, host: str = "wire.test") -> RawResponse:
-        lines = [f"GET {target} HTTP/1.1", f"Host: {host}", *headers, "Connection: close"]
-        return self.exchange(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+        return self.exchange(
+            request(f"GET {target} HTTP/1.1", f"Host: {host}", *headers, "Connection: close")
+        )
+
+
+def request(*lines: str, body: bytes = b"") -> bytes:
+    """A raw HTTP/1.x request from its head lines, exactly as written (no header is added)."""
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.02) -> float:

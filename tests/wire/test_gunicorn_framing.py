@@ -21,7 +21,7 @@ from django_gateway.testing.upstreams import (
     stream_bytes,
 )
 
-from .conftest import GunicornServer, WireConfig
+from .conftest import GunicornServer, WireConfig, request
 
 pytestmark = pytest.mark.wire
 
@@ -36,10 +36,6 @@ HOP_BY_HOP = {
     "transfer-encoding",
     "upgrade",
 }
-
-
-def request(*lines: str, body: bytes = b"") -> bytes:
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
 
 def assert_problem(response, status: int) -> None:
@@ -255,13 +251,14 @@ def test_host_is_the_upstreams_unless_preserve_host(
     wire.route(service, paths=["/kept"], preserve_host=True)
     for target in ("/api/x", "/kept/x"):
         response = gunicorn.exchange(
-            request(f"GET {target} HTTP/1.1", "Host: Gateway.Example:8080", "Connection: close")
+            request(f"GET {target} HTTP/1.1", "Host: Gateway.Example.:8080", "Connection: close")
         )
         assert response.status == 200
     rewritten, preserved = echo.requests
+    # The client's spelling reaches the upstream in the canonical form the routes matched.
     assert rewritten.header_all("host") == [f"127.0.0.1:{echo.port}"]
-    assert rewritten.header("x-forwarded-host") == "Gateway.Example:8080"
-    assert preserved.header_all("host") == ["Gateway.Example:8080"]
+    assert rewritten.header("x-forwarded-host") == "gateway.example:8080"
+    assert preserved.header_all("host") == ["gateway.example:8080"]
 
 
 # -- paths and query strings -------------------------------------------------------------------

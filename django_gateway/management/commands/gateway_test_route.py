@@ -70,10 +70,8 @@ class Command(BaseCommand):
 def _invalid_path(error: InvalidPath) -> str:
     if error.decoded_route:
         then = f"route {error.decoded_route!r} matches the decoded path, so the gateway answers 400"
-    elif error.decoded_path:
-        then = "no route matches the decoded path, so the gateway leaves it to Django"
     else:
-        then = "the gateway answers 400 if a route matches it"
+        then = "no route matches the decoded path, so the gateway leaves it to Django"
     return f"invalid path: {error.detail} ({then})"
 
 
