@@ -3,7 +3,7 @@
 Rows are found by name (services, routes) or by ``(service, host, port)`` (targets) and updated in
 place, so edits made in the admin to *other* fields survive only until the next seed; the demo owns
 the rows it seeds. Loopback targets of the seeded services that point at ports the demo no longer
-uses (from an earlier run that fell back to free ports) are removed.
+uses (from an earlier run on other `--upstream-ports`) are removed.
 """
 
 from __future__ import annotations

@@ -73,8 +73,8 @@ DATABASES = {
 # django_gateway.W001 warns about: harmless for this one-process demo (an edit made in another
 # process, e.g. `manage.py shell`, still goes live within CONFIG_POLL_INTERVAL), but in production
 # use Redis (django-redis) and do not silence it.
-# For the same reason rate limits count in this process's memory (RATE_LIMIT_LOCAL_FALLBACK below,
-# check W002): exact for one process, N times the limit for N processes.
+# For the same reason rate limits count in this process's memory (check W002, and the
+# RATE_LIMIT_LOCAL_FALLBACK setting): exact for one process, N times the limit for N processes.
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 SILENCED_SYSTEM_CHECKS = ["django_gateway.W001", "django_gateway.W002"]
 
@@ -94,12 +94,14 @@ GATEWAY = {
     "EJECT_COOLDOWN": 10.0,
     # Rewrite redirects that point at the upstream's own origin so clients stay on the gateway.
     "REWRITE_LOCATION": True,
-    # One line per proxied request on the "django_gateway.access" logger (see LOGGING).
+    # One line per proxied request on the "django_gateway.access" logger; LOGGING below is what
+    # makes it visible (Django configures no handler for it).
     "ACCESS_LOG": True,
-    # Demo only (default False): count rate limits in memory, as there is no Redis here.
-    "RATE_LIMIT_LOCAL_FALLBACK": True,
 }
 
+# The gateway's loggers, access log included, to the console. Without a block like this one the
+# access log (INFO records) goes nowhere: Django's default logging configures only the "django"
+# loggers, and Python's last-resort handler prints warnings and errors alone.
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
