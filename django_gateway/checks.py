@@ -7,9 +7,9 @@ E004  GATEWAY has a key the gateway does not know (a typo silently ignored is wo
 E005  A GATEWAY value has the wrong type or is out of range.
 E006  TRUSTED_PROXIES holds something that is not a CIDR.
 E007  GATEWAY['CACHE_ALIAS'] or ['RATE_LIMIT_CACHE_ALIAS'] names a cache that is not in CACHES.
-E008  Rate limits exist but their cache is not django-redis (and no development fallback is set).
+E008  RATE_LIMIT_LOCAL_FALLBACK is False but the rate-limit cache is not django-redis.
 W001  The configuration cache is per process, so changes are polled from the database.
-W002  Rate limits are counted in each process's memory (RATE_LIMIT_LOCAL_FALLBACK).
+W002  Rate limits exist and are counted in each process's memory (no django-redis cache).
 """
 
 from __future__ import annotations
@@ -239,10 +239,12 @@ def _check_cache(alias: Any) -> list[checks.CheckMessage]:
 def check_rate_limit_cache(
     databases: list[str] | None = None, **kwargs: Any
 ) -> list[checks.CheckMessage]:
-    """Limits need a cache every process shares.
+    """Limits want a cache every process shares; without one they count per process.
 
-    E008 only matters once limits exist, which takes a query: like every Django check that reads
-    the database it runs when ``databases`` is given (``check --database default``, ``migrate``).
+    No database row ever makes this an error (an error would block ``migrate`` and deploys): E008
+    is about settings alone, the explicit choice to refuse counting without Redis. W002 needs to
+    know whether limits exist, which takes a query: like every Django check that reads the
+    database it runs when ``databases`` is given (``check --database default``, ``migrate``).
     """
     user = getattr(settings, "GATEWAY", None) or {}
     if not isinstance(user, dict):
@@ -253,24 +255,26 @@ def check_rate_limit_cache(
         return missing if setting == "RATE_LIMIT_CACHE_ALIAS" else []  # else E007 said it
     if _caches()[alias].get("BACKEND") == DJANGO_REDIS_BACKEND:
         return []
-    if user.get("RATE_LIMIT_LOCAL_FALLBACK", False):
+    if not user.get("RATE_LIMIT_LOCAL_FALLBACK", DEFAULTS["RATE_LIMIT_LOCAL_FALLBACK"]):
         return [
-            checks.Warning(
-                "Rate limits are counted in each process's memory, so N processes admit N times "
-                "the limit.",
-                hint="Development only: point the rate-limit cache at Redis in production.",
-                id="django_gateway.W002",
+            checks.Error(
+                f"GATEWAY['RATE_LIMIT_LOCAL_FALLBACK'] is False but the cache {alias!r} is not a "
+                "django-redis cache, so strict rate limits answer 503 and fault-tolerant ones "
+                "are not enforced.",
+                hint=f"Use {DJANGO_REDIS_BACKEND!r} for GATEWAY[{setting!r}], or remove "
+                "RATE_LIMIT_LOCAL_FALLBACK to count in each process's memory.",
+                id="django_gateway.E008",
             )
         ]
     if not databases or not _rate_limits_exist(databases):
         return []
     return [
-        checks.Error(
-            f"Rate limits are configured but the cache {alias!r} is not a django-redis cache, so "
-            "fault-tolerant limits are not enforced and the others answer 503.",
-            hint=f"Use {DJANGO_REDIS_BACKEND!r} for GATEWAY[{setting!r}], or set "
-            "GATEWAY['RATE_LIMIT_LOCAL_FALLBACK'] = True for development.",
-            id="django_gateway.E008",
+        checks.Warning(
+            f"Rate limits are counted in each process's memory because the cache {alias!r} is "
+            "not a django-redis cache: N processes admit up to N times each limit.",
+            hint=f"Use {DJANGO_REDIS_BACKEND!r} for GATEWAY[{setting!r}] to count every process "
+            "together (docs/rate-limiting.md).",
+            id="django_gateway.W002",
         )
     ]
 

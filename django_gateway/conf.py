@@ -87,7 +87,7 @@ DEFAULTS: dict[str, Any] = {
     # Send RateLimit-* and X-RateLimit-* headers on the responses of limited routes.
     "RATE_LIMIT_HEADERS": True,
     # Development only: count in each process's memory when that cache is not Redis (W002).
-    "RATE_LIMIT_LOCAL_FALLBACK": False,
+    "RATE_LIMIT_LOCAL_FALLBACK": True,
     # --- Consul discovery (docs/discovery.md) ---
     # Agent address ("host:port", "[v6]:port" or "https://host:port"); None: CONSUL_HTTP_ADDR,
     # else 127.0.0.1:8500.

@@ -84,16 +84,25 @@ def rate_limit_ids(databases=None, **kwargs) -> list[str]:
         return [message.id for message in check_rate_limit_cache(databases=databases)]
 
 
-def test_rate_limits_without_redis_are_an_error_once_limits_exist():
+def test_rate_limits_without_redis_count_per_process_and_never_block_migrate():
+    """A RateLimit row turns no check into an error: it only adds W002 where the DB is asked."""
+    from django.core.management import call_command
+
     from django_gateway.models import RateLimit
 
     assert rate_limit_ids(["default"], CACHES=LOCMEM, GATEWAY={}) == []  # no limit yet
     RateLimit.objects.create(limit=10)
-    assert rate_limit_ids(["default"], CACHES=LOCMEM, GATEWAY={}) == ["django_gateway.E008"]
+    assert rate_limit_ids(["default"], CACHES=LOCMEM, GATEWAY={}) == ["django_gateway.W002"]
     assert rate_limit_ids(None, CACHES=LOCMEM, GATEWAY={}) == []  # no database asked for
     assert rate_limit_ids(["default"], CACHES=REDIS, GATEWAY={}) == []
-    fallback = {"RATE_LIMIT_LOCAL_FALLBACK": True}
-    assert rate_limit_ids(["default"], CACHES=LOCMEM, GATEWAY=fallback) == ["django_gateway.W002"]
+    with override_settings(CACHES=LOCMEM, GATEWAY={}, SILENCED_SYSTEM_CHECKS=[]):
+        call_command("migrate", verbosity=0)  # raised SystemCheckError (E008) before
+
+
+def test_refusing_to_count_without_redis_is_a_settings_error():
+    strict = {"RATE_LIMIT_LOCAL_FALLBACK": False}
+    assert rate_limit_ids(None, CACHES=LOCMEM, GATEWAY=strict) == ["django_gateway.E008"]
+    assert rate_limit_ids(None, CACHES=REDIS, GATEWAY=strict) == []
 
 
 def test_rate_limit_cache_alias_must_exist():

@@ -3,8 +3,10 @@
 The limiter is built from settings on first use and rebuilt when they change: the Redis engine on
 the django-redis cache named by ``RATE_LIMIT_CACHE_ALIAS`` (else ``CACHE_ALIAS``), with its own
 connection pool so the short ``RATE_LIMIT_TIMEOUT`` and the no-retry policy never touch the
-project's cache; the in-process engine when ``RATE_LIMIT_LOCAL_FALLBACK`` allows it; otherwise an
-engine that is always unavailable, so limits behave exactly as with Redis down (check E008).
+project's cache. Without django-redis, the in-process engine (Kong's ``local`` policy: exact in one
+process, N times the limit across N; check W002 and the rate-limit admin say so), unless
+``RATE_LIMIT_LOCAL_FALLBACK = False`` chose to fail closed: then an engine that is always
+unavailable, so limits behave exactly as with Redis down (check E008).
 
 Keys are ``<cache KEY_PREFIX>:<RATE_LIMIT_KEY_PREFIX>:<limit id>:<period seconds>:<who>``: the
 limit (not the request path) and the resolved identity, so ``/api//x`` and ``/api/x`` share a
@@ -59,10 +61,20 @@ def _build_limiter() -> Limiter:
             return UnconfiguredLimiter(str(exc))
         return RedisLimiter(pool, retry_interval=gateway_settings.RATE_LIMIT_RETRY_INTERVAL)
     if gateway_settings.RATE_LIMIT_LOCAL_FALLBACK:
+        logger.warning(
+            "Rate limits are counted in this process's memory: the cache %r is not django-redis, "
+            "so N processes admit up to N times each limit (check W002).",
+            alias,
+        )
         return LocalLimiter()
     reason = f"the rate-limit cache {alias!r} is not a django-redis cache (check E008)"
     logger.error("Rate limits cannot be counted: %s", reason)
     return UnconfiguredLimiter(reason)
+
+
+def counts_per_process() -> bool:
+    """Whether limits are counted in this process's memory (for the admin's warning)."""
+    return isinstance(get_limiter(), LocalLimiter)
 
 
 def get_limiter() -> Limiter:

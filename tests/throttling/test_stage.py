@@ -192,3 +192,15 @@ def test_the_limit_is_decided_before_the_body_is_looked_at(client, echo):
     refused = client.post("/api/x", data=b"x" * 100, content_type="application/octet-stream")
     assert refused.status_code == 429  # over the limit: the body's size no longer matters
     assert echo.requests == []
+
+
+def test_a_fresh_project_without_redis_counts_per_process_with_headers(client, route, echo):
+    """Django's default cache, GATEWAY left alone: a 3/minute limit is enforced (per process) with
+    its headers, where it used to let 5 of 5 through with none."""
+    locmem = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    with override_settings(CACHES=locmem, GATEWAY={}):
+        limit(route=route, limit=3)
+        responses = statuses(client, n=5)
+    assert [r.status_code for r in responses] == [200, 200, 200, 429, 429]
+    assert [r["RateLimit-Remaining"] for r in responses] == ["2", "1", "0", "0", "0"]
+    assert len(echo.requests) == 3
