@@ -19,10 +19,12 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from .auth.api_key import generate_key
+from .discovery.client import consul_client, explain_error
+from .discovery.sync import SyncPlan, read_catalog, sync_services
 from .exceptions import BadRequest
 from .explain import Explanation, explain
 from .models import APIKey, Consumer
-from .paths import canonical_path, raw_request_path
+from .paths import canonical_path, raw_request_path, refusal_probe_path
 from .proxy.pool import Endpoint
 from .routing import RouteTable
 from .snapshot import build_snapshot
@@ -87,6 +89,32 @@ def revoke_keys(queryset: QuerySet[APIKey]) -> int:
     return bulk_update(queryset.filter(revoked_at__isnull=True), revoked_at=timezone.now())
 
 
+# --- Consul sync (gateway_sync_services, the admin's "Sync from Consul now"). ------------------
+
+
+class ConsulSyncError(Exception):
+    """Consul's catalog could not be read; the message says what was tried, which setting or
+    environment variable chose it, and what to change (:func:`~.discovery.client.explain_error`).
+    """
+
+
+def sync_from_consul(
+    *, tags: Iterable[str] = (), datacenter: str = "", prune: bool = False, dry_run: bool = False
+) -> SyncPlan:
+    """Read Consul's catalog and sync it as ``gateway_sync_services`` does; a Consul that cannot
+    be read raises :class:`ConsulSyncError` and nothing is written. The command and the admin
+    both show that error's text, so a user sees the same sentence in both."""
+    try:
+        client = consul_client()
+        try:
+            catalog = read_catalog(client, tags=tags, datacenter=datacenter)
+        finally:
+            client.http.session.close()
+    except Exception as exc:
+        raise ConsulSyncError(f"Sync from Consul failed: {explain_error(exc)}") from exc
+    return sync_services(catalog, datacenter=datacenter, prune=prune, dry_run=dry_run)
+
+
 # --- Route listing and the route tester (gateway_routes, gateway_test_route, later the API). ----
 
 
@@ -142,11 +170,12 @@ class InvalidRequest(ValueError):
 class InvalidPath(InvalidRequest):
     """A path the gateway refuses with 400 when a route matches it (``%2F``, NUL, CR/LF...).
 
-    ``decoded_route`` names the route that matches the decoded path, if any: the middleware answers
-    400 only then and otherwise leaves the request to Django.
+    ``decoded_route`` names the route that matches ``decoded_path`` (the middleware's probe, with
+    encoded slashes kept opaque), if any: the middleware answers 400 only then and otherwise leaves
+    the request to Django.
     """
 
-    def __init__(self, detail: str, decoded_path: str | None, decoded_route: str | None) -> None:
+    def __init__(self, detail: str, decoded_path: str, decoded_route: str | None) -> None:
         super().__init__(detail)
         self.detail = detail
         self.decoded_path = decoded_path
@@ -232,14 +261,7 @@ def explain_request(
     try:
         path = canonical_path(raw_path, decoded=decoded)
     except BadRequest as error:
-        try:
-            decoded_path = canonical_path(
-                environ["PATH_INFO"].encode("latin-1").decode(), decoded=True
-            )
-        except (BadRequest, UnicodeDecodeError):
-            decoded_path = None
-        routed = decoded_path and table.match(method, host, decoded_path, environ)
-        raise InvalidPath(
-            error.detail, decoded_path, routed.route.name if routed else None
-        ) from error
+        probe = refusal_probe_path(environ)  # what the middleware asks the table, exactly
+        routed = table.match(method, host, probe, environ)
+        raise InvalidPath(error.detail, probe, routed.route.name if routed else None) from error
     return explain(table, method, host, path, environ)

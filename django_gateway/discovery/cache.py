@@ -139,13 +139,14 @@ def consul_instances(service: ServiceConfig) -> tuple[Instance, ...]:
             watcher.first_outcome.wait(remaining)
             known = watcher.known
     name = watcher.key.service
+    # The client reads these; why Consul failed (its address, which setting chose it) is for
+    # operators, in the log and the admin's live-instances panel, never in a response body.
     if not known.fetched:
-        reason = f": {known.error}" if known.error else " in time"
-        raise _unavailable(f"Consul did not answer for service {name!r}{reason}.")
+        raise _unavailable(f"Consul did not answer for service {name!r} in time.")
     if _expired(known, time.monotonic()):
         raise _unavailable(
-            f"Consul has been failing for service {name!r} ({known.error}); its last answer "
-            f"is older than CONSUL_MAX_STALE ({gateway_settings.CONSUL_MAX_STALE}s)."
+            f"Consul has been failing for service {name!r}; its last answer is older than "
+            f"CONSUL_MAX_STALE ({gateway_settings.CONSUL_MAX_STALE}s)."
         )
     if not known.instances:
         raise _unavailable(f"Consul lists no healthy, routable instance of service {name!r}.")

@@ -24,13 +24,15 @@ from ..models import validation
 
 PREFIX = "gateway."
 FABIO_PREFIX = "urlprefix-"
+GATEWAY, URLPREFIX = "gateway", "urlprefix"  # RouteSpec.kind
 _TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
 
 
 @dataclass(frozen=True)
 class RouteSpec:
-    """A route one service's tags declare; ``error`` set means it is reported and not written
-    (it still takes its name, so an existing route of that name is left as it was)."""
+    """A route one service's tags declare. ``error`` set means it is reported and not written;
+    it still holds the paths and hosts it declared when those parsed, so the route already
+    synced for them is left as it was rather than disabled."""
 
     tags: tuple[str, ...]
     paths: tuple[str, ...] = ()
@@ -40,6 +42,12 @@ class RouteSpec:
     strip_path: bool = False
     preserve_host: bool = False
     error: str = ""
+    kind: str = GATEWAY  # or URLPREFIX: one route per tag
+
+    @property
+    def label(self) -> str:
+        """How reports name the declaration: its ``urlprefix-`` tag, or ``gateway.* tags``."""
+        return repr(self.tags[0]) if self.kind == URLPREFIX else f"{PREFIX}* tags"
 
     def values(self) -> dict[str, Any]:
         return {
@@ -208,19 +216,18 @@ def _gateway_route(
 
 def _fabio_route(tag: str) -> RouteSpec:
     """``urlprefix-/path`` or ``urlprefix-host/path``, optionally followed by `` strip=/path``."""
+    spec = RouteSpec(tags=(tag,), kind=URLPREFIX)
     try:
         first, *opts = tag[len(FABIO_PREFIX) :].split() or [""]
         host, slash, rest = first.partition("/")
         if not slash:
             raise ValueError("expected urlprefix-/path or urlprefix-host/path")
-        path = _path("/" + rest)
-        hosts = (_host(host),) if host else ()
-        strip = False
+        spec = replace(spec, paths=(_path("/" + rest),), hosts=(_host(host),) if host else ())
         for opt in opts:
             key, _, value = opt.partition("=")
             if key != "strip":
                 raise ValueError(f"option {key!r} is not supported (only strip=)")
-            strip = _strip(value, [path])
+            spec = replace(spec, strip_path=_strip(value, spec.paths))
     except ValueError as exc:
-        return RouteSpec(tags=(tag,), error=f"{tag!r}: {exc}")
-    return RouteSpec(tags=(tag,), paths=(path,), hosts=hosts, strip_path=strip)
+        return replace(spec, error=f"{tag!r}: {exc}")
+    return spec

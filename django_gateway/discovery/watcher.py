@@ -36,7 +36,7 @@ from typing import Any
 from ..balancing import Instance
 from ..conf import gateway_settings
 from ..metrics import counters
-from .client import consul_client
+from .client import consul_client, explain_error
 from .consul import parse_entries
 
 logger = logging.getLogger(__name__)
@@ -101,11 +101,6 @@ class TokenBucket:
         self.tokens = min(self.burst, self.tokens + (now - self.stamp) / interval) - 1
         self.stamp = now
         return 0.0 if self.tokens >= 0 else -self.tokens * interval
-
-
-def describe_error(exc: BaseException) -> str:
-    text = f"{type(exc).__name__}: {exc}".strip()
-    return text if len(text) <= 300 else text[:297] + "..."
 
 
 def follow(
@@ -257,7 +252,7 @@ class Watcher:
 
     def _failed(self, exc: Exception, failures: int) -> None:
         counters.increment("consul.errors")
-        error = describe_error(exc)
+        error = explain_error(exc)
         if not self.known.error:
             logger.warning(
                 "Consul query for %s failed (%s); %s",

@@ -10,8 +10,14 @@ from django.core.exceptions import ImproperlyConfigured
 
 from django_gateway.checks import check_settings
 from django_gateway.discovery import consul_client
-from django_gateway.discovery.client import connection_settings, split_address
+from django_gateway.discovery.client import (
+    connection_settings,
+    consul_address,
+    explain_error,
+    split_address,
+)
 from django_gateway.testing.consul import ConsulDouble
+from django_gateway.testing.upstreams import EchoUpstream
 
 
 @pytest.fixture
@@ -138,3 +144,91 @@ def test_checks_refuse_bad_consul_settings(settings: Any, name: str, value: Any)
     errors = [m for m in check_settings() if isinstance(m, checks.Error)]  # W001 without Redis
     assert [e.id for e in errors] == ["django_gateway.E005"]
     assert isinstance(errors[0], checks.Error) and name in errors[0].msg
+
+
+# --- what a failure says: the address tried, and which setting chose it -------------------------
+
+
+@pytest.mark.parametrize(
+    ("values", "environment", "expected"),
+    [
+        (
+            {},
+            {},
+            "Consul at http://127.0.0.1:8500 (the default address: neither "
+            "GATEWAY['CONSUL_ADDRESS'] nor CONSUL_HTTP_ADDR is set; http by default)",
+        ),
+        (
+            {"CONSUL_ADDRESS": "https://consul.internal:8501"},
+            {"CONSUL_HTTP_ADDR": "10.0.0.1:8500", "CONSUL_HTTP_SSL": "false"},
+            "Consul at https://consul.internal:8501 (address from GATEWAY['CONSUL_ADDRESS']; "
+            "https from the scheme in GATEWAY['CONSUL_ADDRESS'])",
+        ),
+        (
+            {"CONSUL_SCHEME": "https"},
+            {"CONSUL_HTTP_ADDR": "[fd00::2]:8501"},
+            "Consul at https://[fd00::2]:8501 (address from the CONSUL_HTTP_ADDR environment "
+            "variable; https from GATEWAY['CONSUL_SCHEME'])",
+        ),
+        (
+            {},
+            {"CONSUL_HTTP_ADDR": "consul.internal:8501", "CONSUL_HTTP_SSL": "true"},
+            "Consul at https://consul.internal:8501 (address from the CONSUL_HTTP_ADDR "
+            "environment variable; https from CONSUL_HTTP_SSL)",
+        ),
+        (
+            {},
+            {"CONSUL_HTTP_ADDR": "https://consul.internal:8501"},
+            "Consul at https://consul.internal:8501 (address from the CONSUL_HTTP_ADDR "
+            "environment variable; https from the scheme in CONSUL_HTTP_ADDR)",
+        ),
+    ],
+)
+def test_the_address_says_which_setting_chose_it(
+    gateway: Any, monkeypatch: pytest.MonkeyPatch, values: dict, environment: dict, expected: str
+) -> None:
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    gateway(**values)
+    assert str(consul_address()) == expected
+
+
+def failure(client: Any) -> str:
+    """What reading the catalog through ``client`` fails with, as a user reads it."""
+    with pytest.raises(Exception) as info:  # whatever py-consul raises
+        client.catalog.services()
+    return explain_error(info.value)
+
+
+def test_https_to_a_plain_http_agent_names_the_scheme_and_where_it_came_from(
+    gateway: Any, monkeypatch: pytest.MonkeyPatch, double: ConsulDouble
+) -> None:
+    monkeypatch.setenv("CONSUL_HTTP_ADDR", f"https://{double.address}")
+    gateway(CONSUL_TIMEOUT=1)
+    text = failure(consul_client())
+    assert text.startswith(
+        f"TLS with Consul at https://{double.address} (address from the CONSUL_HTTP_ADDR "
+        "environment variable; https from the scheme in CONSUL_HTTP_ADDR) failed: "
+    )
+    assert text.endswith(
+        "If the agent serves plain http, use http; if its certificate is not trusted, set "
+        "GATEWAY['CONSUL_VERIFY'] to its CA bundle."
+    )
+    assert "HTTPSConnectionPool" not in text and "Max retries" not in text
+
+
+def test_a_server_that_is_not_consul_is_called_so(gateway: Any, echo: EchoUpstream) -> None:
+    gateway(CONSUL_ADDRESS=f"{echo.host}:{echo.port}", CONSUL_TIMEOUT=1)
+    assert failure(consul_client()).startswith(
+        f"Consul at http://{echo.host}:{echo.port} (address from GATEWAY['CONSUL_ADDRESS']; "
+        "http by default) did not answer like a Consul agent (Missing index header"
+    )
+
+
+def test_an_unusable_setting_is_its_own_message(gateway: Any) -> None:
+    gateway(CONSUL_ADDRESS="a:b")
+    with pytest.raises(ImproperlyConfigured) as info:
+        consul_client()
+    assert explain_error(info.value) == (
+        "GATEWAY['CONSUL_ADDRESS'] 'a:b' is not host:port, [IPv6]:port or scheme://host:port."
+    )

@@ -102,7 +102,9 @@ def test_consul_down_serves_last_known_good_then_503_after_max_stale(
     state = describe(service)
     assert state.stale and state.instances == ((first := state.instances[0]),)
     assert (first.host, first.port) == ("10.0.0.1", 8001)
-    assert "ConnectionError" in state.error
+    assert state.error.startswith("Cannot connect to Consul at ")  # said so a person can act
+    assert "CONSUL_HTTP_ADDR" in state.error and "HTTPConnectionPool" not in state.error
+    assert double.address.split(":")[-1] not in result.detail  # the client is not told where
 
     failures = counters.get("consul.errors")
     assert failures >= 2  # retried with back-off ...
@@ -309,9 +311,12 @@ def test_acl_error_is_an_error_last_known_good_then_503(
     assert counters.get("consul.errors") >= 1
 
 
-def test_bad_token_at_cold_start_is_a_503_naming_the_acl_error(
+def test_bad_token_at_cold_start_is_a_503_and_the_acl_error_is_for_operators(
     acl_double: ConsulDouble, configure: Configure
 ) -> None:
     configure(CONSUL_ADDRESS=acl_double.address, CONSUL_TOKEN="wrong")
-    result = first_call(consul_service())
-    assert unavailable(result) and "ACL not found" in result.detail
+    service = consul_service()
+    result = first_call(service)
+    assert unavailable(result) and "Consul did not answer" in result.detail
+    assert "ACL" not in result.detail  # the client is not told how Consul is secured
+    assert "ACL not found" in describe(service).error  # the admin panel and the log are

@@ -112,24 +112,27 @@ def test_prune_disables_services_gone_from_consul_and_their_routes(double):
     assert "Nothing to change" in out  # without --prune a vanished service stays as it was
     out, _ = run("--prune")
     assert "- service users: enabled: True -> False" in out
-    assert "- route consul-users: enabled: True -> False" in out
+    assert "- route consul-users-users: enabled: True -> False" in out
     assert Service.objects.filter(name="users").values_list("enabled", flat=True).get() is False
-    assert routes()["consul-users"]["enabled"] is False
+    assert routes()["consul-users-users"]["enabled"] is False
     assert Service.objects.filter(name="orders", enabled=True).exists()
     # Back in Consul: enabled again, with its route.
     register(double, "users", "urlprefix-/users")
     run("--prune")
-    assert Service.objects.get(name="users").enabled and routes()["consul-users"]["enabled"]
+    assert Service.objects.get(name="users").enabled and routes()["consul-users-users"]["enabled"]
 
 
 def test_operator_rows_are_never_touched(double):
     operator = make_service(name="orders", path="/v1")
     make_route(operator, name="consul-users", paths=["/people"])
     register(double, "orders", *ORDERS)
-    register(double, "users", "urlprefix-/users")
-    _out, err = run("--prune")
+    register(double, "users", "gateway.enable=true", "gateway.route=/users")
+    out, err = run("--prune")
     assert "name collision: orders: an operator-created service named 'orders' exists" in err
-    assert "route name 'consul-users' is taken by a route of another service" in err
+    assert "name collision: users" not in err  # the name is taken: the hashed one is used
+    (users,) = Route.objects.filter(service__name="users")
+    assert users.name.startswith("consul-users-") and len(users.name) == len("consul-users-") + 8
+    assert f"+ route {users.name} -> users: paths=/users" in out
     operator.refresh_from_db()
     assert (operator.source, operator.discovery, operator.path) == ("operator", "static", "/v1")
     assert routes()["consul-users"] == {
@@ -184,21 +187,21 @@ def test_fabio_urlprefix_tags(double):
     )
     run()
     assert routes() == {
-        "consul-orders": {
+        "consul-orders-root": {
             "service": "orders",
             "paths": ["/"],
             "hosts": [],
             "enabled": True,
             "strip_path": False,
         },
-        "consul-orders-2": {
+        "consul-orders-orders": {
             "service": "orders",
             "paths": ["/orders"],
             "hosts": [],
             "enabled": True,
             "strip_path": True,
         },
-        "consul-orders-3": {
+        "consul-orders-api-example-com-v2-orders": {
             "service": "orders",
             "paths": ["/v2/orders"],
             "hosts": ["api.example.com"],
@@ -266,15 +269,20 @@ def test_operator_override_survives_resync(double):
     register(double, "orders", *ORDERS, "urlprefix-/legacy")
     run()
     Route.objects.filter(name="consul-orders").update(paths=["/mine"], operator_override=True)
-    Route.objects.filter(name="consul-orders-2").update(enabled=False, operator_override=True)
+    Route.objects.filter(name="consul-orders-legacy").update(enabled=False, operator_override=True)
     Route.objects.filter(name="consul-orders").update(authentication="key")
     double.catalog.register(
         "orders", "orders-1", port=8080, tags=[*ORDERS[:2], "urlprefix-/legacy2"]
     )
-    out, _ = run("--prune")
+    out, err = run("--prune")
     assert "= route consul-orders (operator override): left as it is" in out
     assert routes()["consul-orders"]["paths"] == ["/mine"]
-    assert routes()["consul-orders-2"]["enabled"] is False  # operator-disabled stays disabled
+    assert (  # the gateway.* route is still consul-orders: no second route, but said
+        "not routed: orders: /orders on any host (gateway.* tags): route consul-orders has "
+        "operator override and routes /mine on any host instead" in err
+    )
+    assert routes()["consul-orders-legacy"]["enabled"] is False  # operator-disabled stays so
+    assert routes()["consul-orders-legacy2"]["paths"] == ["/legacy2"]
     double.catalog.deregister("orders-1")
     run("--prune")
     assert routes()["consul-orders"]["enabled"] is True  # override: not even prune disables it
@@ -296,8 +304,8 @@ def test_a_route_whose_tag_is_gone_is_disabled(double):
     run()
     double.catalog.register("orders", "orders-1", port=8080, tags=ORDERS)
     out, _ = run()
-    assert "- route consul-orders-2: enabled: True -> False" in out
-    assert Route.objects.filter(name="consul-orders-2", enabled=False).exists()
+    assert "- route consul-orders-legacy: enabled: True -> False" in out
+    assert Route.objects.filter(name="consul-orders-legacy", enabled=False).exists()
 
 
 def test_conflicting_paths_are_reported_and_neither_written(double):
@@ -307,7 +315,8 @@ def test_conflicting_paths_are_reported_and_neither_written(double):
     _out, err = run()
     assert "conflict: billing: /orders on any host is claimed by billing and orders" in err
     assert "conflict: orders: /orders on any host is claimed by billing and orders" in err
-    assert set(routes()) == {"consul-billing", "consul-users"}  # /billing; /orders is not written
+    # /billing and the other host's /orders are written; /orders on any host is not
+    assert set(routes()) == {"consul-billing-billing", "consul-users-api-example-com-orders"}
 
 
 def test_conflict_with_an_operator_route_leaves_both_alone(double):

@@ -6,11 +6,13 @@ import contextlib
 import threading
 from typing import Any
 
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 from django.db import close_old_connections
 
-from ...discovery.sync import SyncPlan, default_client, sync_services, watch_catalog
-from ...discovery.watcher import describe_error
+from ...discovery.client import consul_client, explain_error
+from ...discovery.sync import SyncPlan, sync_services, watch_catalog
+from ...operations import ConsulSyncError, sync_from_consul
 
 
 class Command(BaseCommand):
@@ -62,35 +64,39 @@ class Command(BaseCommand):
             "prune": options["prune"],
             "dry_run": options["dry_run"],
         }
-        try:
-            client = default_client()
-        except Exception as exc:
-            raise CommandError(f"Cannot connect to Consul: {describe_error(exc)}") from exc
         if options["watch"]:
-            self._watch(client, sync, options.get("stop") or threading.Event())
+            self._watch(sync, options.get("stop") or threading.Event())
             return
         try:
-            plan = sync_services(client, **sync)
-        except Exception as exc:
-            raise CommandError(f"Sync from Consul failed: {describe_error(exc)}") from exc
+            plan = sync_from_consul(**sync)
+        except ConsulSyncError as exc:
+            raise CommandError(str(exc)) from exc
         self._report(plan, options["dry_run"])
         reported = [p for p in plan.problems if p.kind != "ignored"]
         if options["strict"] and reported:
             raise CommandError(f"{len(reported)} problem(s) reported (--strict).")
 
-    def _watch(self, client: Any, sync: dict[str, Any], stop: threading.Event) -> None:
+    def _watch(self, sync: dict[str, Any], stop: threading.Event) -> None:
+        try:
+            client = consul_client()
+        except ImproperlyConfigured as exc:
+            raise CommandError(f"Cannot watch Consul: {explain_error(exc)}") from exc
+
         def on_change(catalog: dict[str, list[str]]) -> None:
             close_old_connections()  # a long-running loop outlives database connections
-            self._report(sync_services(catalog=catalog, **sync), sync["dry_run"])
+            self._report(sync_services(catalog, **sync), sync["dry_run"])
 
         def on_error(exc: Exception) -> None:
-            self.stderr.write(f"Consul catalog watch: {describe_error(exc)}; retrying.")
+            self.stderr.write(f"Consul catalog watch failed, retrying: {explain_error(exc)}")
 
         self.stdout.write("Watching Consul's catalog; Ctrl-C stops.")
         with contextlib.suppress(KeyboardInterrupt):
-            watch_catalog(
-                client, on_change, stop=stop, datacenter=sync["datacenter"], on_error=on_error
-            )
+            try:
+                watch_catalog(
+                    client, on_change, stop=stop, datacenter=sync["datacenter"], on_error=on_error
+                )
+            finally:
+                client.http.session.close()
         self.stdout.write("Stopped watching.")
 
     def _report(self, plan: SyncPlan, dry_run: bool) -> None:
