@@ -69,7 +69,7 @@ def route_form(service, **overrides):
         "service": str(service.pk),
         "paths": "/orders\n/v1/orders",
         "hosts": "",
-        "methods": "get, post",
+        "methods": "get\npost",
         "headers": "X-Version: 2\nX-Version: 3",
         "priority": "0",
         "strip_path": "on",
@@ -120,6 +120,28 @@ def test_regex_paths_may_hold_commas(admin_client):
     form = route_form(service, paths="~/v\\d{1,3}/orders\n/orders")
     assert admin_client.post("/admin/django_gateway/route/add/", form).status_code == 302
     assert Route.objects.get().paths == [r"~/v\d{1,3}/orders", "/orders"]
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("paths", "/a, /b", "one path per line"),
+        ("paths", "/a /b", "one path per line"),
+        ("hosts", "a.localhost, b.localhost", "one per line"),
+        ("methods", "GET, POST", "one per line"),
+    ],
+)
+def test_every_list_field_takes_one_entry_per_line(admin_client, field, value, message):
+    """A comma never splits one field and not the next: the entry is refused, saying why."""
+    service = Service.objects.create(name="orders")
+    response = admin_client.post(
+        "/admin/django_gateway/route/add/", route_form(service, **{field: value})
+    )
+    assert response.status_code == 200
+    assert message in response.context["adminform"].form.errors[field][0]
+    assert not Route.objects.exists()
+    lines = route_form(service, **{field: value.replace(", ", "\n").replace(" /", "\n/")})
+    assert admin_client.post("/admin/django_gateway/route/add/", lines).status_code == 302
 
 
 def test_route_list_columns_filters_and_search(admin_client):

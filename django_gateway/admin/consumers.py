@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin, messages
+from django.contrib.auth import get_permission_codename
 from django.db import models
 from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest
@@ -22,18 +23,17 @@ from ..forms import ConsumerForm
 from ..models import APIKey, Consumer, JWTCredential
 from ..throttling.base import LimiterUnavailable
 from ..throttling.quota import consumer_quota, reset_consumer_counters
-from .base import EnableDisableMixin
+from .base import ADMIN_MEDIA, EnableDisableMixin, FitTextareas
+from .keys import KEY_COLUMNS, KeyColumns
 from .limits import ConsumerLimitInline
 
-KEY_FIELDS = ("prefix", "name", "created_at", "expires_at", "revoked_at", "last_used_at")
 
-
-class APIKeyInline(admin.TabularInline):
+class APIKeyInline(KeyColumns, admin.TabularInline):
     """The consumer's keys, read-only: keys are issued by the action, never typed in."""
 
     model = APIKey
-    fields = KEY_FIELDS
-    readonly_fields = KEY_FIELDS
+    fields = KEY_COLUMNS
+    readonly_fields = KEY_COLUMNS
     extra = 0
     can_delete = False
     show_change_link = True
@@ -49,9 +49,13 @@ class JWTCredentialInline(admin.StackedInline):
     fields = ("key", "algorithm", "secret", "public_key", "jwks_url", "audience")
 
 
+class ConsumerAdminForm(FitTextareas, ConsumerForm):
+    pass
+
+
 @admin.register(Consumer)
 class ConsumerAdmin(EnableDisableMixin, admin.ModelAdmin):
-    form = ConsumerForm
+    form = ConsumerAdminForm
     list_display = ("username", "custom_id", "group_list", "enabled", "key_count")
     list_filter = ("enabled",)
     search_fields = ("username", "custom_id", "groups")
@@ -60,6 +64,9 @@ class ConsumerAdmin(EnableDisableMixin, admin.ModelAdmin):
     fields = ("username", "custom_id", "user", "groups", "enabled", "rate_limit_quota")
     readonly_fields = ("rate_limit_quota",)
     raw_id_fields = ("user",)
+
+    class Media:
+        css = ADMIN_MEDIA
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         active = Q(api_keys__revoked_at__isnull=True)
@@ -73,7 +80,12 @@ class ConsumerAdmin(EnableDisableMixin, admin.ModelAdmin):
     def key_count(self, consumer: Consumer) -> int:
         return getattr(consumer, "_key_count", 0)  # keys not revoked
 
-    @admin.action(description="Issue a new API key")
+    def has_issue_key_permission(self, request: HttpRequest) -> bool:
+        """Issuing creates API keys: the key model's add permission (keys have no add page)."""
+        codename = get_permission_codename("add", APIKey._meta)
+        return request.user.has_perm(f"{APIKey._meta.app_label}.{codename}")
+
+    @admin.action(description="Issue a new API key", permissions=["issue_key"])
     def issue_api_key(self, request: HttpRequest, queryset: QuerySet) -> TemplateResponse:
         """One key per selected consumer, shown on the page this action returns and nowhere else.
 
@@ -124,7 +136,7 @@ class ConsumerAdmin(EnableDisableMixin, admin.ModelAdmin):
             note,
         )
 
-    @admin.action(description="Reset rate-limit counters")
+    @admin.action(description="Reset rate-limit counters", permissions=["change"])
     def reset_rate_limits(self, request: HttpRequest, queryset: QuerySet) -> None:
         try:
             cleared = sum(reset_consumer_counters(consumer) for consumer in queryset)

@@ -1,4 +1,8 @@
-"""API keys by prefix: filters for revoked and expired keys, revocation as an action."""
+"""API keys by prefix: filters for revoked and expired keys, revocation as an action.
+
+The list and the consumer page's key rows show the same five columns (prefix, name, created,
+last used, and a status that carries the expiry or revocation date), dates without their time.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +12,39 @@ from django.contrib import admin, messages
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
+from django.utils.formats import date_format
 
 from .. import operations
 from ..models import APIKey
-from .consumers import KEY_FIELDS
+
+#: What a row shows of a key, on the key list and on its consumer's page.
+KEY_COLUMNS = ("prefix", "name", "created", "last_used", "status")
+
+
+def _day(moment: Any) -> str:
+    return date_format(timezone.localtime(moment), "DATE_FORMAT")
+
+
+class KeyColumns:
+    """The computed columns of :data:`KEY_COLUMNS`, for the key list and the key inline."""
+
+    @admin.display(description="created", ordering="created_at")
+    def created(self, key: APIKey) -> str:
+        return _day(key.created_at) if key.created_at else "-"
+
+    @admin.display(description="last used", ordering="last_used_at")
+    def last_used(self, key: APIKey) -> str:
+        return _day(key.last_used_at) if key.last_used_at else "never"
+
+    @admin.display(description="status")
+    def status(self, key: APIKey) -> str:
+        if key.revoked_at is not None:
+            return f"revoked {_day(key.revoked_at)}"
+        if key.expires_at is None:
+            return "active" if key.pk else "-"
+        if key.expires_at <= timezone.now():
+            return f"expired {_day(key.expires_at)}"
+        return f"active until {_day(key.expires_at)}"
 
 
 class RevokedFilter(admin.SimpleListFilter):
@@ -44,10 +77,10 @@ class ExpiredFilter(admin.SimpleListFilter):
 
 
 @admin.register(APIKey)
-class APIKeyAdmin(admin.ModelAdmin):
+class APIKeyAdmin(KeyColumns, admin.ModelAdmin):
     """Keys by prefix; only ``name`` and ``expires_at`` can change, revocation is an action."""
 
-    list_display = ("prefix", "name", "consumer", *KEY_FIELDS[2:], "status")
+    list_display = ("prefix", "name", "consumer", "created", "last_used", "status")
     list_filter = (RevokedFilter, ExpiredFilter)
     list_select_related = ("consumer",)
     search_fields = ("prefix", "name", "consumer__username", "consumer__custom_id")
@@ -66,15 +99,7 @@ class APIKeyAdmin(admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # issued from the consumer list ("Issue a new API key")
 
-    @admin.display(description="status")
-    def status(self, key: APIKey) -> str:
-        if key.revoked_at is not None:
-            return "revoked"
-        if key.expires_at is not None and key.expires_at <= timezone.now():
-            return "expired"
-        return "active"
-
-    @admin.action(description="Revoke selected keys")
+    @admin.action(description="Revoke selected keys", permissions=["change"])
     def revoke_selected(self, request: HttpRequest, queryset: QuerySet) -> None:
         count = operations.revoke_keys(queryset)
         self.message_user(

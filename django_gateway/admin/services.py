@@ -1,12 +1,21 @@
 """Services with their static targets and their routes inline, the live-instance panel, and the
-"Sync from Consul now" button of the service list."""
+"Sync from Consul now" button of the service list.
+
+The form shows the Consul fieldset and the hashing fields only when they apply; a small script
+(``static/django_gateway/service_form.js``) hides and shows them as the choices change, so a
+static round-robin service shows neither. The button shows only for users who can sync, and
+only when some service comes from Consul or an agent address is configured.
+"""
 
 from __future__ import annotations
 
+import copy
+import os
 import time
 from datetime import UTC, datetime
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
@@ -17,12 +26,17 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-from ..discovery.watcher import describe_error
+from .. import operations
+from ..conf import gateway_settings
 from ..forms import RouteForm, ServiceForm
 from ..health import health
-from ..models import Route, Service, Target
-from .base import EnableDisableMixin
+from ..models import Discovery, Route, Service, Target
+from .base import ADMIN_MEDIA, EnableDisableMixin, FitTextareas
 from .limits import ServiceLimitInline
+from .routes import match_conditions
+
+#: Targets the service list shows before "and N more".
+LISTED_TARGETS = 3
 
 
 class TargetInline(admin.TabularInline):
@@ -31,28 +45,51 @@ class TargetInline(admin.TabularInline):
     fields = ("host", "port", "weight", "enabled")
 
 
+def _row_paths() -> forms.Field:
+    """The route form's paths field (same parsing, same messages) in a narrower box."""
+    field = copy.deepcopy(RouteForm.base_fields["paths"])
+    field.widget.attrs.update(rows=1, cols=30)
+    return field
+
+
+class RouteRowForm(FitTextareas, forms.ModelForm):
+    """A route as a row of its service's page: name, paths, priority and enabled. Hosts,
+    methods, headers and everything else are edited on the route's own form, linked from the row
+    (and kept as they are here: this form has no field for them)."""
+
+    paths = _row_paths()
+
+    class Meta:
+        model = Route
+        fields = ("name", "paths", "priority", "enabled")
+
+
 class RouteInline(admin.TabularInline):
     model = Route
-    form = RouteForm
+    form = RouteRowForm
     extra = 0
-    fields = ("name", "paths", "hosts", "methods", "priority", "enabled")
+    fields = ("name", "paths", "also_matches", "priority", "enabled")
+    readonly_fields = ("also_matches",)
     show_change_link = True
+
+    @admin.display(description="hosts, methods, headers")
+    def also_matches(self, route: Route) -> SafeString | str:
+        return match_conditions(route, paths=False) or "any host, any method"
+
+
+#: The fieldsets the service form's script shows only when they apply (service_form.js).
+CONSUL_FIELDSET = "gateway-consul"
+
+
+class ServiceAdminForm(FitTextareas, ServiceForm):
+    pass
 
 
 @admin.register(Service)
 class ServiceAdmin(EnableDisableMixin, admin.ModelAdmin):
-    form = ServiceForm
+    form = ServiceAdminForm
     change_list_template = "admin/django_gateway/service/change_list.html"
-    list_display = (
-        "name",
-        "protocol",
-        "path",
-        "discovery",
-        "target_list",
-        "retries",
-        "source",
-        "enabled",
-    )
+    list_display = ("name", "protocol", "path", "target_list", "enabled")
     list_filter = ("enabled", "protocol", "discovery", "source")
     search_fields = ("name", "targets__host", "consul_service")
     inlines = [TargetInline, RouteInline, ServiceLimitInline]
@@ -62,18 +99,24 @@ class ServiceAdmin(EnableDisableMixin, admin.ModelAdmin):
         (
             "Discovery",
             {
-                "fields": (
-                    "discovery",
-                    "consul_service",
-                    "consul_tags",
-                    "consul_datacenter",
-                    "consul_include_warning",
-                    "live_instances",
-                ),
+                "fields": ("discovery",),
                 "description": "Static services use the targets below; Consul services ask "
                 "Consul's health API for passing instances.",
             },
         ),
+        (
+            "Consul",
+            {
+                "fields": (
+                    "consul_service",
+                    "consul_tags",
+                    "consul_datacenter",
+                    "consul_include_warning",
+                ),
+                "classes": (CONSUL_FIELDSET,),
+            },
+        ),
+        ("Live instances", {"fields": ("live_instances",)}),
         (
             "Load balancing",
             {"fields": ("load_balancing", "hash_on", "hash_on_header", "hash_on_cookie")},
@@ -85,11 +128,29 @@ class ServiceAdmin(EnableDisableMixin, admin.ModelAdmin):
         ("TLS", {"fields": ("tls_verify",)}),
     )
 
+    class Media:
+        css = ADMIN_MEDIA
+        js = ("django_gateway/service_form.js",)
+
+    def get_fieldsets(self, request: HttpRequest, obj: Service | None = None) -> Any:
+        """No source and no live instances before the service exists."""
+        if obj is not None:
+            return self.fieldsets
+        (title, first), *others = self.fieldsets
+        fields = tuple(name for name in first["fields"] if name != "source")
+        return [(title, {**first, "fields": fields})] + [
+            fieldset for fieldset in others if fieldset[0] != "Live instances"
+        ]
+
     @admin.display(description="targets")
-    def target_list(self, service: Service) -> str:
+    def target_list(self, service: Service) -> SafeString | str:
         if service.discovery == "consul":
             return f"Consul: {service.consul_service or service.name}"
-        return ", ".join(str(t) for t in service.targets.all() if t.enabled) or "-"
+        targets = [str(t) for t in service.targets.all() if t.enabled]
+        if len(targets) > LISTED_TARGETS:
+            more = len(targets) - LISTED_TARGETS + 1
+            targets = [*targets[: LISTED_TARGETS - 1], f"and {more} more"]
+        return format_html_join("", "<div>{}</div>", ((t,) for t in targets)) or "-"
 
     @admin.display(description="live instances")
     def live_instances(self, service: Service) -> SafeString | str:
@@ -151,7 +212,8 @@ class ServiceAdmin(EnableDisableMixin, admin.ModelAdmin):
         return [sync, *super().get_urls()]
 
     def changelist_view(self, request: HttpRequest, extra_context: dict | None = None) -> Any:
-        extra_context = {**(extra_context or {}), "can_sync": self._can_sync(request)}
+        show_sync = self._can_sync(request) and _uses_consul()
+        extra_context = {**(extra_context or {}), "can_sync": show_sync}
         return super().changelist_view(request, extra_context)
 
     def _can_sync(self, request: HttpRequest) -> bool:
@@ -163,14 +225,10 @@ class ServiceAdmin(EnableDisableMixin, admin.ModelAdmin):
             return HttpResponseNotAllowed(["POST"])
         if not self._can_sync(request):
             raise PermissionDenied
-        from ..discovery.sync import sync_services
-
         try:
-            plan = sync_services()
-        except Exception as exc:
-            self.message_user(
-                request, f"Sync from Consul failed: {describe_error(exc)}", messages.ERROR
-            )
+            plan = operations.sync_from_consul()
+        except operations.ConsulSyncError as exc:
+            self.message_user(request, str(exc), messages.ERROR)
         else:
             self.message_user(request, f"Sync from Consul: {plan.summary()}", messages.SUCCESS)
             reported = [str(p) for p in plan.problems]
@@ -178,6 +236,13 @@ class ServiceAdmin(EnableDisableMixin, admin.ModelAdmin):
                 shown = "; ".join(reported[:10]) + ("; ..." if len(reported) > 10 else "")
                 self.message_user(request, f"Reported: {shown}", messages.WARNING)
         return redirect("admin:django_gateway_service_changelist")
+
+
+def _uses_consul() -> bool:
+    """Whether the sync button makes sense: some service already comes from Consul, or an agent
+    address is configured (a first import, before any Consul service exists)."""
+    configured = gateway_settings.CONSUL_ADDRESS or os.environ.get("CONSUL_HTTP_ADDR")
+    return bool(configured) or Service.objects.filter(discovery=Discovery.CONSUL).exists()
 
 
 def _age(updated_at: float | None) -> str:
