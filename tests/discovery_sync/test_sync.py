@@ -218,6 +218,7 @@ def test_invalid_tags_are_reported_and_skipped(double):
         "gateway.enable=true",
         "gateway.route=/orders",
         "gateway.route=/bad?query",
+        "gateway.route=~/x(?=y)",
         "gateway.priority=high",
         "gateway.colour=blue",
     )
@@ -233,6 +234,7 @@ def test_invalid_tags_are_reported_and_skipped(double):
         "invalid tag: orders: 'gateway.route=/bad?query': Path '/bad?query' must be a plain decoded path"
         in err
     )
+    assert "'gateway.route=~/x(?=y)': Regex path '~/x(?=y)' uses a lookahead (?=...)" in err
     assert "invalid tag: orders: 'gateway.priority=high': expected an integer" in err
     assert "invalid tag: orders: 'gateway.colour=blue': unknown key 'colour'" in err
     assert (
