@@ -25,7 +25,8 @@ import statistics
 import time
 from dataclasses import dataclass
 
-from django_gateway.routing import CompiledRoute, RouteTable
+from django_gateway.config import CompiledRoute
+from django_gateway.routing import RouteTable
 
 SIZES = (10, 1_000, 10_000)
 RESOURCES = ("users", "orders", "items", "search")

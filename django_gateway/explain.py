@@ -24,6 +24,7 @@ from typing import Any
 from django.core.handlers.wsgi import WSGIRequest
 
 from .admission import host_refusal
+from .config import CompiledRoute
 from .exceptions import GatewayError
 from .hosts import canonical_host
 from .pipeline import new_exchange
@@ -31,7 +32,7 @@ from .proxy.body import request_body
 from .proxy.forwarder import body_limit, forward_context, upstream_target
 from .proxy.headers import environ_headers, request_headers
 from .proxy.pool import Endpoint
-from .routing import CompiledRoute, RouteMatch, RouteTable
+from .routing import RouteMatch, RouteTable
 from .snapshot import Snapshot
 
 HOST_CLASSES = ("exact host", "wildcard host", "no host")

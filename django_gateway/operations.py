@@ -18,7 +18,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from .auth.api_key import generate_key
+from .auth.key_store import generate_key
 from .discovery.client import consul_client, explain_error
 from .discovery.sync import SyncPlan, read_catalog, sync_services
 from .exceptions import BadRequest

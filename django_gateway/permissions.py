@@ -8,13 +8,10 @@ identified consumer outside the groups gets 403 (they would not).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+from .auth.stage import challenges
 from .exceptions import Forbidden, Unauthorized
+from .exchange import Exchange
 from .netpolicy import parse_ip
-
-if TYPE_CHECKING:
-    from .pipeline import Exchange
 
 
 def restrict_ip(exchange: Exchange) -> None:
@@ -42,8 +39,6 @@ def check_groups(exchange: Exchange) -> None:
     if not refused:
         return
     if identity is None or identity.anonymous:
-        from .auth import challenges
-
         raise Unauthorized(
             "This route needs an identified consumer.",
             www_authenticate=challenges(route.authentication) or None,

@@ -11,52 +11,26 @@ import itertools
 import logging
 import os
 import time
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.http import HttpRequest
 from django.http.response import HttpResponseBase
 
-from .auth.base import CredentialUse, Identity
+from .auth.stage import authenticate
 from .conf import gateway_settings
 from .exceptions import GatewayError, problem_response
+from .exchange import Exchange
 from .hosts import canonical_host
 from .netpolicy import client_address, peer_is_trusted
+from .permissions import check_groups, restrict_ip
+from .proxy.forwarder import forward
 from .proxy.headers import valid_request_id
-from .routing import CompiledRoute, RouteMatch
-
-if TYPE_CHECKING:
-    from .snapshot import Snapshot
+from .routing import RouteMatch
+from .snapshot import Snapshot
+from .throttling.stage import throttle
 
 access_logger = logging.getLogger("django_gateway.access")
 logger = logging.getLogger(__name__)
-
-
-@dataclass(slots=True)
-class Exchange:
-    request: HttpRequest
-    environ: dict[str, Any]
-    method: str
-    path: str  # canonical decoded path
-    host: str  # hosts.canonical_host of the Host header ("" when the client sent none)
-    match: RouteMatch
-    request_id: str
-    peer: str
-    client_ip: str
-    peer_trusted: bool
-    snapshot: Snapshot
-    started: float = field(default_factory=time.perf_counter)
-    upstream: str = ""  # "host:port" of the instance that answered (or failed last)
-    tries: int = 0
-    identity: Identity | None = None  # set by authentication
-    credential_use: CredentialUse = field(default_factory=CredentialUse)  # for hide_credentials
-    #: Headers for whatever response the request gets, errors included (RateLimit-*). A tuple,
-    #: so the many requests that get none allocate nothing.
-    response_headers: tuple[tuple[str, str], ...] = ()
-
-    @property
-    def route(self) -> CompiledRoute:
-        return self.match.route
 
 
 class _RequestIds:
@@ -111,31 +85,15 @@ def new_exchange(
     )
 
 
-def _stages():  # type: ignore[no-untyped-def]
-    """The stages in order, imported on first use: they import this module.
-
-    IP rules (403) before authentication (401, 429), group ACLs (401/403) after it, rate limits
-    (429) once the consumer is known and allowed, then proxy.
-    """
-    global _stage_functions
-    if _stage_functions is None:
-        from .auth import authenticate
-        from .permissions import check_groups, restrict_ip
-        from .proxy.forwarder import forward
-        from .throttling.stage import throttle
-
-        _stage_functions = (restrict_ip, authenticate, check_groups, throttle), forward
-    return _stage_functions
-
-
-_stage_functions = None
+#: IP rules (403) before authentication (401, 429), group ACLs (401/403) after it, rate limits
+#: (429) once the consumer is known and allowed; then the request is forwarded.
+CHECKS = (restrict_ip, authenticate, check_groups, throttle)
 
 
 def handle(exchange: Exchange) -> HttpResponseBase:
     """Run a matched request to its response; errors become problem+json, never a 500."""
-    checks, forward = _stages()
     try:
-        for check in checks:
+        for check in CHECKS:
             check(exchange)
         response = forward(exchange)
     except GatewayError as error:

@@ -22,54 +22,11 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .config import CompiledRoute
 from .hosts import canonical_host, split_host
 from .route_regex import RegexSet, RouteRegex, compile_route_regex
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class CompiledRoute:
-    """What the request path needs of a ``Route`` row, frozen for sharing between threads."""
-
-    id: int
-    name: str
-    service: Any  # snapshot.ServiceConfig; typed loosely to keep routing free of the proxy
-    paths: tuple[str, ...]
-    hosts: tuple[str, ...]
-    methods: frozenset[str]
-    headers: tuple[tuple[str, frozenset[str]], ...]
-    priority: int = 0
-    strip_path: bool = True
-    preserve_host: bool = False
-    connect_timeout: float | None = None
-    read_timeout: float | None = None
-    timeout: float | None = None
-    max_response_duration: float | None = None
-    max_body_size: int | None = None
-    authentication: str = "none"
-    anonymous_consumer: Any = None  # auth.base.ConsumerConfig, resolved when the snapshot is built
-    hide_credentials: bool = True
-    allowed_groups: frozenset[str] = frozenset()
-    denied_groups: frozenset[str] = frozenset()
-    allowed_ips: tuple[Any, ...] = ()  # ipaddress networks
-    denied_ips: tuple[Any, ...] = ()
-    limits: Any = None  # throttling.rules.RouteLimits, or None when no rate limit applies
-
-    @property
-    def specificity(self) -> int:
-        return bool(self.methods) + len(self.headers)
-
-    def accepts(self, method: str, environ: Mapping[str, Any]) -> str | None:
-        """``None`` when method and headers fit, else why not (for the route tester)."""
-        if self.methods and method not in self.methods:
-            return f"method {method} not in {sorted(self.methods)}"
-        for name, values in self.headers:
-            got = environ.get("HTTP_" + name.upper().replace("-", "_"))
-            if got not in values:
-                seen = "is missing" if got is None else f"is {got!r}"
-                return f"header {name} {seen}, needs one of {sorted(values)}"
-        return None
 
 
 @dataclass(slots=True)

@@ -7,6 +7,7 @@ from typing import Any
 from django.db import transaction
 from django.db.models.signals import post_delete, post_save
 
+from .models import APIKey, Consumer, JWTCredential, RateLimit, Route, Service, Target
 from .versioning import bump_version
 
 
@@ -15,8 +16,6 @@ def _changed(sender: type, **kwargs: Any) -> None:
 
 
 def connect() -> None:
-    from .models import APIKey, Consumer, JWTCredential, RateLimit, Route, Service, Target
-
     for model in (Service, Target, Route, Consumer, APIKey, JWTCredential, RateLimit):
         uid = f"django_gateway.version.{model.__name__}"
         post_save.connect(_changed, sender=model, dispatch_uid=uid + ".save")

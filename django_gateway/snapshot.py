@@ -13,43 +13,19 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from .auth.api_key import KeyStore
-from .auth.base import ConsumerConfig
-from .auth.jwt import JWTCredentialConfig, compile_credential
+from .auth.jwt_credentials import JWTCredentialConfig, compile_credential
+from .auth.key_store import KeyStore
 from .auth.token_cache import VerifiedTokens
-from .balancing import Instance
 from .conf import gateway_settings
+from .config import CompiledRoute, ConsumerConfig, Instance, ServiceConfig
 from .hosts import canonical_host
 from .models import Consumer, JWTCredential, RateLimit, Route, Service
 from .netpolicy import parse_networks
-from .routing import CompiledRoute, RouteTable
+from .routing import RouteTable
 from .throttling.rules import LimitIndex, compile_limit
 from .versioning import current_version
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class ServiceConfig:
-    id: int
-    name: str
-    protocol: str
-    path: str
-    connect_timeout: float
-    read_timeout: float
-    timeout: float
-    retries: int
-    tls_verify: bool
-    targets: tuple[Instance, ...]  # static targets (empty for discovery="consul")
-    discovery: str = "static"
-    consul_service: str = ""  # the name in Consul (the service's own name when not set)
-    consul_tags: tuple[str, ...] = ()
-    consul_datacenter: str = ""
-    consul_include_warning: bool = False
-    load_balancing: str = "round_robin"
-    hash_on: str = "ip"
-    hash_on_header: str = ""
-    hash_on_cookie: str = ""
 
 
 @dataclass(frozen=True, slots=True)

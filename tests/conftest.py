@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 from django.conf import settings
 
+from django_gateway.config import CompiledRoute, ServiceConfig
 from django_gateway.models import Route, Service, Target
-from django_gateway.routing import CompiledRoute
-from django_gateway.snapshot import ServiceConfig, holder
+from django_gateway.snapshot import holder
 from django_gateway.testing.state import reset_gateway_state
 from django_gateway.testing.upstreams import EchoUpstream
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from django_gateway.routing import CompiledRoute, RouteTable
+from django_gateway.config import CompiledRoute
+from django_gateway.routing import RouteTable
 from tests.conftest import compiled_route
 
 route = compiled_route

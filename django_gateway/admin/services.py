@@ -28,9 +28,11 @@ from django.utils.safestring import SafeString
 
 from .. import operations
 from ..conf import gateway_settings
+from ..discovery import describe
 from ..forms import RouteForm, ServiceForm
 from ..health import health
 from ..models import Discovery, Route, Service, Target
+from ..snapshot import get_snapshot
 from .base import ADMIN_MEDIA, EnableDisableMixin, FitTextareas
 from .limits import ServiceLimitInline
 from .routes import match_conditions
@@ -160,9 +162,6 @@ class ServiceAdmin(EnableDisableMixin, admin.ModelAdmin):
             return "-"
         if not service.enabled:
             return "Disabled: the gateway does not route to this service."
-        from ..discovery import describe
-        from ..snapshot import get_snapshot
-
         config = get_snapshot().services.get(service.name)
         if config is None:
             return "Not in this process's configuration yet; reload in a moment."

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..conf import gateway_settings
-from .base import Identity
+from ..config import Identity
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,6 +26,7 @@ from django.db.models import Case, DateTimeField, F, Q, Value, When
 from django.utils import timezone
 
 from ..conf import gateway_settings
+from ..models import APIKey
 
 logger = logging.getLogger(__name__)
 
@@ -134,8 +135,6 @@ def _close_connections() -> None:
 def _write(pending: dict[int, float]) -> None:
     """``UPDATE ... SET last_used_at = CASE WHEN id=1 AND (last_used_at IS NULL OR
     last_used_at < t1) THEN t1 ... ELSE last_used_at END WHERE id IN (...)``."""
-    from ..models import APIKey
-
     items = sorted(pending.items())
     for start in range(0, len(items), BATCH_SIZE):
         batch = items[start : start + BATCH_SIZE]

@@ -15,7 +15,8 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 
-from .base import Balancer, InFlight, Instance, Usable
+from ..config import Instance
+from .base import Balancer, InFlight, Usable
 from .consistent_hash import HashRing, hash_key
 from .least_connections import LeastConnections
 from .round_robin import WeightedRoundRobin

@@ -10,17 +10,11 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Protocol
 
+from ..config import Instance
+
 Usable = Callable[["Instance"], bool]
-
-
-@dataclass(frozen=True, slots=True)
-class Instance:
-    host: str
-    port: int
-    weight: int
 
 
 class Balancer(Protocol):

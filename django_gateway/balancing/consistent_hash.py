@@ -18,16 +18,13 @@ about 1/(N+1) of the keys, all to the new instance.
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from hashlib import blake2b
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
-from .base import InFlight, Instance, Usable
-
-if TYPE_CHECKING:
-    from ..pipeline import Exchange
-    from ..snapshot import ServiceConfig
+from ..config import Identity, Instance, ServiceConfig
+from .base import InFlight, Usable
 
 POINTS_PER_INSTANCE = 160
 MAX_POINTS = 20_000
@@ -91,7 +88,25 @@ class HashRing:
         return None
 
 
-def hash_key(service: ServiceConfig, exchange: Exchange) -> str:
+class _Cookies(Protocol):
+    @property
+    def COOKIES(self) -> Mapping[str, str]: ...
+
+
+class HashSource(Protocol):
+    """What a request offers to hash on: the Exchange has it, and so does a test's stand-in."""
+
+    @property
+    def identity(self) -> Identity | None: ...
+    @property
+    def environ(self) -> Mapping[str, Any]: ...
+    @property
+    def request(self) -> _Cookies: ...
+    @property
+    def client_ip(self) -> str: ...
+
+
+def hash_key(service: ServiceConfig, exchange: HashSource) -> str:
     """What the request is hashed on (``Service.hash_on``); the client address when that is
     missing: an anonymous consumer, an absent or empty header or cookie."""
     hash_on = service.hash_on

@@ -10,7 +10,8 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 
-from .base import InFlight, Instance, Usable, smooth_pick
+from ..config import Instance
+from .base import InFlight, Usable, smooth_pick
 
 
 class WeightedRoundRobin:

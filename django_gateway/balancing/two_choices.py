@@ -12,7 +12,8 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
-from .base import InFlight, Instance, Usable
+from ..config import Instance
+from .base import InFlight, Usable
 
 
 class PowerOfTwoChoices:

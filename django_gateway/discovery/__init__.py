@@ -12,17 +12,12 @@ decides what a request gets.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from ..conf import gateway_settings
+from ..config import Instance, ServiceConfig
 from ..exceptions import ServiceUnavailable
 from .cache import ServiceState, consul_instances, watchers
 from .cache import describe as _describe_consul
 from .client import consul_client
-
-if TYPE_CHECKING:
-    from ..balancing import Instance
-    from ..snapshot import ServiceConfig
 
 __all__ = ["ServiceState", "consul_client", "describe", "instances_for", "reset_discovery"]
 

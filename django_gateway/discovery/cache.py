@@ -24,17 +24,14 @@ import os
 import threading
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.core.signals import setting_changed
 
 from ..conf import gateway_settings
+from ..config import Instance, ServiceConfig
 from ..exceptions import ServiceUnavailable
 from .watcher import Known, Watcher, WatchKey
-
-if TYPE_CHECKING:
-    from ..balancing import Instance
-    from ..snapshot import ServiceConfig
 
 #: Seconds without a read after which a watcher stops (a service removed from the configuration
 #: or no longer routed should not be watched forever).

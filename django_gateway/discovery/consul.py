@@ -25,7 +25,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from ..balancing import Instance
+from ..config import Instance
 from ..netpolicy import forbidden_upstream_reason
 
 PASSING, WARNING, CRITICAL = "passing", "warning", "critical"

@@ -33,8 +33,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from ..balancing import Instance
 from ..conf import gateway_settings
+from ..config import Instance
 from ..metrics import counters
 from .client import consul_client, explain_error
 from .consul import parse_entries

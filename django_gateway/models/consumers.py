@@ -7,6 +7,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
+from ..auth.jwt_credentials import credential_material
 from . import validation
 
 
@@ -127,6 +128,6 @@ class JWTCredential(models.Model):
         RS*/PS*/ES*/EdDSA exactly one of a fitting PEM public key or an http(s) JWKS URL.
         Errors are keyed by field so the admin shows each next to its input."""
         super().clean()
-        from ..auth.jwt import credential_material  # the same rules the snapshot applies
-
-        credential_material(self)
+        credential_material(  # the same rules the snapshot applies
+            self.algorithm, self.secret or "", self.public_key or "", self.jwks_url or ""
+        )

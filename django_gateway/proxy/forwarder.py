@@ -25,8 +25,9 @@ from urllib.parse import unquote_plus
 
 from django.http.response import HttpResponseBase
 
-from ..balancing import LOAD_AWARE, InFlight, Instance, balancers, hash_key
+from ..balancing import LOAD_AWARE, InFlight, balancers, hash_key
 from ..conf import gateway_settings
+from ..config import CompiledRoute, Instance
 from ..discovery import instances_for
 from ..exceptions import (
     GatewayError,
@@ -34,10 +35,9 @@ from ..exceptions import (
     UpstreamConnectError,
     UpstreamConnectTimeout,
 )
+from ..exchange import Exchange
 from ..health import health
 from ..paths import encode_path
-from ..pipeline import Exchange
-from ..routing import CompiledRoute
 from .body import RequestBody, request_body
 from .headers import (
     ForwardContext,

@@ -13,36 +13,9 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
 
+from ..config import CompiledLimit, RouteLimits
 from ..models import RateLimit
-
-
-@dataclass(frozen=True, slots=True)
-class CompiledLimit:
-    id: int
-    limit: int
-    period: str  # "minute": names the X-RateLimit-*-Minute headers
-    seconds: int
-    limit_by: str
-    header_key: str  # the WSGI environ key of the header limited by ("" otherwise)
-    fault_tolerant: bool
-    scope: tuple[str, int]  # ("route", id), ("service", id) or ("global", 0)
-    consumer_id: int | None
-    # Spelled out once per snapshot instead of once per request:
-    limit_header: str = ""  # X-RateLimit-Limit-Minute
-    remaining_header: str = ""  # X-RateLimit-Remaining-Minute
-
-
-@dataclass(frozen=True, slots=True)
-class RouteLimits:
-    general: tuple[CompiledLimit, ...]
-    by_consumer: dict[int, tuple[CompiledLimit, ...]]
-
-    def for_consumer(self, consumer_id: int | None) -> tuple[CompiledLimit, ...]:
-        if consumer_id is None:
-            return self.general
-        return self.by_consumer.get(consumer_id, self.general)
 
 
 def compile_limit(row: RateLimit) -> CompiledLimit:

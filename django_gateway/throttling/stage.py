@@ -12,10 +12,11 @@ from __future__ import annotations
 import logging
 import math
 import time
-from typing import TYPE_CHECKING
 
 from ..conf import gateway_settings
+from ..config import CompiledLimit
 from ..exceptions import ServiceUnavailable, TooManyRequests
+from ..exchange import Exchange
 from ..metrics import counters
 from .base import Decision, LimiterUnavailable, LimitSpec, LimitStatus
 from .engine import (
@@ -26,10 +27,6 @@ from .engine import (
     get_limiter,
     header_part,
 )
-from .rules import CompiledLimit
-
-if TYPE_CHECKING:
-    from ..pipeline import Exchange
 
 logger = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from django_gateway import operations
 from django_gateway.auth import api_key, usage
-from django_gateway.auth.api_key import KeyStore, generate_key, hash_key, parse_key
+from django_gateway.auth.key_store import KeyStore, generate_key, hash_key, parse_key
 from django_gateway.models import APIKey, Consumer
 from django_gateway.snapshot import holder
 from django_gateway.testing.state import reset_gateway_state

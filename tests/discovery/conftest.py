@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from django.conf import settings as django_settings
 
+from django_gateway.config import ServiceConfig
 from django_gateway.discovery import instances_for
 from django_gateway.exceptions import ServiceUnavailable
-from django_gateway.snapshot import ServiceConfig
 from django_gateway.testing.consul import ConsulDouble
 from django_gateway.testing.state import reset_gateway_state
 

@@ -12,7 +12,7 @@ from django.core.management.base import CommandError
 from django.utils import timezone
 
 from django_gateway.auth import usage
-from django_gateway.auth.api_key import parse_key
+from django_gateway.auth.key_store import parse_key
 from django_gateway.management.commands.gateway_issue_key import parse_duration
 from django_gateway.models import APIKey, Consumer
 from django_gateway.testing.state import reset_gateway_state

@@ -9,7 +9,8 @@ from types import SimpleNamespace
 import pytest
 from django.test import Client
 
-from django_gateway.balancing import Instance, balancers
+from django_gateway.balancing import balancers
+from django_gateway.config import Instance
 from django_gateway.health import health
 from django_gateway.snapshot import holder
 from django_gateway.testing.upstreams import EchoUpstream, SlowUpstream, stream_bytes, unused_port

@@ -209,7 +209,7 @@ def test_location_rewrite(location, rewritten):
 
 
 def test_identity_headers_are_appended_and_client_copies_dropped():
-    from django_gateway.auth.base import ConsumerConfig, Identity
+    from django_gateway.config import ConsumerConfig, Identity
     from django_gateway.proxy.headers import identity_headers
 
     consumer = ConsumerConfig(7, "alice", "crm-42", frozenset({"staff", "beta"}))

@@ -1,0 +1,45 @@
+"""The per-request state every stage reads and writes: one typed object, never an untyped dict.
+
+A matched request becomes an :class:`Exchange` (built by the shell, :func:`pipeline.new_exchange`);
+each stage (authentication, access rules, rate limits, forwarding) takes it, reads the fields the
+earlier stages set and sets its own.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.http import HttpRequest
+
+from .config import CompiledRoute, CredentialUse, Identity
+from .routing import RouteMatch
+from .snapshot import Snapshot
+
+
+@dataclass(slots=True)
+class Exchange:
+    request: HttpRequest
+    environ: dict[str, Any]
+    method: str
+    path: str  # canonical decoded path
+    host: str  # hosts.canonical_host of the Host header ("" when the client sent none)
+    match: RouteMatch
+    request_id: str
+    peer: str
+    client_ip: str
+    peer_trusted: bool
+    snapshot: Snapshot
+    started: float = field(default_factory=time.perf_counter)
+    upstream: str = ""  # "host:port" of the instance that answered (or failed last)
+    tries: int = 0
+    identity: Identity | None = None  # set by authentication
+    credential_use: CredentialUse = field(default_factory=CredentialUse)  # for hide_credentials
+    #: Headers for whatever response the request gets, errors included (RateLimit-*). A tuple,
+    #: so the many requests that get none allocate nothing.
+    response_headers: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def route(self) -> CompiledRoute:
+        return self.match.route
