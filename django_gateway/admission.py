@@ -16,11 +16,9 @@ from __future__ import annotations
 from django.core.exceptions import DisallowedHost
 from django.http import HttpRequest
 
-from .conf import gateway_settings
 from .exceptions import BadRequest, GatewayError, HostMissing
 from .hosts import canonical_host, malformed
-
-_ALLOWED_HOSTS_SEEN_LIMIT = 1024
+from .runtime import runtime
 
 
 def host_refusal(request: HttpRequest, host: str) -> GatewayError | None:
@@ -49,20 +47,19 @@ def _absolute_form_authority(environ: dict) -> str | None:
 
 
 def _host_allowed(request: HttpRequest) -> bool:
-    """Django's own ``get_host()`` check, remembered per Host value until settings change.
+    """Django's own ``get_host()`` check, remembered per Host value (in the runtime) until
+    settings change.
 
     The check walks ``ALLOWED_HOSTS`` with pattern matching on every call; a gateway sees the same
     few host names millions of times. Only accepted values are remembered, and only so many.
     """
     environ = request.META
     key = (environ.get("HTTP_HOST"), environ.get("HTTP_X_FORWARDED_HOST"))
-    seen: set = gateway_settings.derived("allowed_hosts_seen", set)
-    if key in seen:
+    if key in runtime.allowed_hosts_seen:
         return True
     try:
         request.get_host()
     except DisallowedHost:
         return False
-    if len(seen) < _ALLOWED_HOSTS_SEEN_LIMIT:
-        seen.add(key)
+    runtime.remember_allowed_host(key)
     return True

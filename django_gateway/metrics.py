@@ -7,7 +7,9 @@ metrics exporter or a health page. Names in use are listed in ``docs/rate-limiti
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from collections import Counter
 
 
@@ -33,4 +35,21 @@ class Counters:
             self._counts.clear()
 
 
-counters = Counters()
+class OutageWarnings:
+    """At most one warning per ``every`` seconds: an outage must not turn into a log flood."""
+
+    clock = staticmethod(time.monotonic)
+
+    def __init__(self, every: float = 10.0, logger_name: str = "django_gateway.throttling") -> None:
+        self.every = every
+        self._logger = logging.getLogger(logger_name)
+        self.reset()
+
+    def reset(self) -> None:
+        self._last = -self.every
+
+    def warn(self, message: str) -> None:
+        now = self.clock()
+        if now - self._last >= self.every:
+            self._last = now
+            self._logger.warning(message)

@@ -18,7 +18,7 @@ from .exceptions import BadRequest, GatewayError, ServiceUnavailable, problem_re
 from .hosts import canonical_host
 from .paths import canonical_path, raw_request_path, refusal_probe_path
 from .pipeline import handle, log_refusal, new_exchange, request_id_for
-from .snapshot import get_snapshot
+from .runtime import runtime
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ def gateway_response(request: HttpRequest) -> HttpResponseBase | None:
     Shared by the middleware and the WSGI entry point (:mod:`django_gateway.wsgi`).
     """
     try:
-        snapshot = get_snapshot()
+        snapshot = runtime.snapshots.get()
     except Exception:
         logger.exception("The gateway configuration could not be loaded")
         return _refuse(

@@ -26,9 +26,9 @@ from .explain import Explanation, explain
 from .models import APIKey, Consumer
 from .paths import canonical_path, raw_request_path, refusal_probe_path
 from .proxy.pool import Endpoint
+from .revision import bump_revision
 from .routing import RouteTable
 from .snapshot import build_snapshot
-from .versioning import bump_version
 
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")  # RFC 9110 token: methods, header names
 
@@ -39,7 +39,7 @@ def bulk_update(queryset: QuerySet, **values: Any) -> int:
     with transaction.atomic():
         count = queryset.update(**values)
         if count:
-            transaction.on_commit(bump_version, robust=True)
+            transaction.on_commit(bump_revision, robust=True)
     return count
 
 

@@ -7,9 +7,7 @@ log runs for every outcome, errors included.
 
 from __future__ import annotations
 
-import itertools
 import logging
-import os
 import time
 from typing import Any
 
@@ -26,33 +24,12 @@ from .permissions import check_groups, restrict_ip
 from .proxy.forwarder import forward
 from .proxy.headers import valid_request_id
 from .routing import RouteMatch
+from .runtime import runtime
 from .snapshot import Snapshot
 from .throttling.stage import throttle
 
 access_logger = logging.getLogger("django_gateway.access")
 logger = logging.getLogger(__name__)
-
-
-class _RequestIds:
-    """32 hex digits: a random per-process prefix and a counter.
-
-    Unique across processes and machines like a UUID, without a system call per request; the
-    prefix is drawn again in every forked child so gunicorn workers never share a sequence.
-    """
-
-    def __init__(self) -> None:
-        self.reseed()
-        os.register_at_fork(after_in_child=self.reseed)
-
-    def reseed(self) -> None:
-        self._prefix = os.urandom(8).hex()
-        self._counter = itertools.count(int.from_bytes(os.urandom(8), "big"))
-
-    def new(self) -> str:
-        return f"{self._prefix}{next(self._counter) & 0xFFFFFFFFFFFFFFFF:016x}"
-
-
-new_request_id = _RequestIds().new
 
 
 def _request_id_environ_key() -> str:
@@ -62,7 +39,7 @@ def _request_id_environ_key() -> str:
 def request_id_for(environ: dict[str, Any]) -> str:
     """The client's request id when it is well-formed, else a new one."""
     incoming = environ.get(gateway_settings.derived("request_id_key", _request_id_environ_key))
-    return incoming if valid_request_id(incoming) else new_request_id()
+    return incoming if valid_request_id(incoming) else runtime.request_ids.new()
 
 
 def new_exchange(

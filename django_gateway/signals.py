@@ -8,11 +8,11 @@ from django.db import transaction
 from django.db.models.signals import post_delete, post_save
 
 from .models import APIKey, Consumer, JWTCredential, RateLimit, Route, Service, Target
-from .versioning import bump_version
+from .revision import bump_revision
 
 
 def _changed(sender: type, **kwargs: Any) -> None:
-    transaction.on_commit(bump_version, robust=True)
+    transaction.on_commit(bump_revision, robust=True)
 
 
 def connect() -> None:

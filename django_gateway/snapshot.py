@@ -2,7 +2,7 @@
 
 A request reads :func:`get_snapshot` and nothing else from the configuration: no database query on
 the hot path. At most every ``CONFIG_POLL_INTERVAL`` seconds one request per process checks the
-shared version (:mod:`django_gateway.versioning`) and, if it moved, rebuilds the snapshot while other
+shared version (:mod:`django_gateway.revision`) and, if it moved, rebuilds the snapshot while other
 threads keep using the old one. If the cache or the database is down the old snapshot keeps serving.
 """
 
@@ -21,9 +21,9 @@ from .config import CompiledRoute, ConsumerConfig, Instance, ServiceConfig
 from .hosts import canonical_host
 from .models import Consumer, JWTCredential, RateLimit, Route, Service
 from .netpolicy import parse_networks
+from .revision import current_revision
 from .routing import RouteTable
 from .throttling.rules import LimitIndex, compile_limit
-from .versioning import current_version
 
 logger = logging.getLogger(__name__)
 
@@ -170,7 +170,7 @@ class SnapshotHolder:
     def _refresh(self, *, force: bool) -> None:
         self._checked_at = self.clock()
         try:
-            version = current_version()
+            version = current_revision()
             if force or self._snapshot is None or version != self._snapshot.version:
                 self._snapshot = build_snapshot(version)
         except Exception:
@@ -182,7 +182,3 @@ class SnapshotHolder:
         """Drop the snapshot so the next request rebuilds it (tests, management commands)."""
         with self._lock:
             self._snapshot = None
-
-
-holder = SnapshotHolder()
-get_snapshot = holder.get

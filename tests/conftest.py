@@ -10,7 +10,7 @@ from django.conf import settings
 
 from django_gateway.config import CompiledRoute, ServiceConfig
 from django_gateway.models import Route, Service, Target
-from django_gateway.snapshot import holder
+from django_gateway.runtime import runtime
 from django_gateway.testing.state import reset_gateway_state
 from django_gateway.testing.upstreams import EchoUpstream
 
@@ -81,7 +81,7 @@ def make_route(service: Service, name: str = "route", **fields: Any) -> Route:
     route = Route(service=service, name=name, **fields)
     route.full_clean()
     route.save()
-    holder.invalidate()
+    runtime.snapshots.invalidate()
     return route
 
 

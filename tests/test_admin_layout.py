@@ -204,14 +204,11 @@ def test_limit_rows_use_short_labels_and_the_list_short_columns(admin_client):
 
 
 def test_limit_pages_warn_while_counting_per_process(admin_client, settings):
-    from django_gateway.throttling.engine import reset_limiter
-
     settings.CACHES = {**settings.CACHES, "gw-local": {"BACKEND": LOCMEM}}
     settings.GATEWAY = {
         **django_settings.GATEWAY,
         "RATE_LIMIT_CACHE_ALIAS": "gw-local",
         "RATE_LIMIT_LOCAL_FALLBACK": True,
     }
-    reset_limiter()
     for url in (f"{ADMIN}/ratelimit/", f"{ADMIN}/ratelimit/add/"):
         assert "counted in each process&#x27;s memory" in admin_client.get(url).content.decode()

@@ -16,10 +16,10 @@ from django_gateway.balancing import (
     LeastConnections,
     PowerOfTwoChoices,
     WeightedRoundRobin,
-    balancers,
     hash_key,
 )
 from django_gateway.balancing.consistent_hash import MAX_POINTS, point_counts
+from django_gateway.runtime import runtime
 
 
 def always(_: Instance) -> bool:
@@ -276,6 +276,7 @@ def test_hash_key_by_ip_consumer_header_and_cookie_with_client_ip_fallback():
 
 
 def test_registry_rebuilds_on_a_new_instance_set_or_algorithm_only():
+    balancers = runtime.balancers
     instances = tuple(make(2))
     rr = balancers.for_service("svc", instances)
     assert isinstance(rr, WeightedRoundRobin)

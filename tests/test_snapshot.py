@@ -7,7 +7,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from django_gateway.models import Route
-from django_gateway.snapshot import holder
+from django_gateway.runtime import runtime
 from tests.conftest import make_route, make_service
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -16,7 +16,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 @pytest.fixture
 def clock(monkeypatch):
     now = [100.0]
-    monkeypatch.setattr(holder, "clock", lambda: now[0])
+    monkeypatch.setattr(runtime.snapshots, "clock", lambda: now[0])
     return now
 
 
@@ -61,7 +61,7 @@ def test_a_failed_refresh_keeps_the_last_snapshot(client, echo, clock, monkeypat
     def broken():
         raise ConnectionError("cache down")
 
-    monkeypatch.setattr("django_gateway.snapshot.current_version", broken)
+    monkeypatch.setattr("django_gateway.snapshot.current_revision", broken)
     clock[0] += 5
     assert client.get("/api/x").status_code == 200
 

@@ -18,7 +18,9 @@ from django.http import HttpRequest
 from django.utils.html import format_html
 
 from ..models import LimitBy, Period, RateLimit
-from ..throttling.engine import cache_alias, counts_per_process
+from ..runtime import runtime
+from ..throttling.engine import cache_alias
+from ..throttling.local_limiter import LocalLimiter
 from .base import ADMIN_MEDIA, CompactInline, EnableDisableMixin
 
 #: The short names rows show; the long labels (with their fallbacks) are on the limit's page.
@@ -105,7 +107,7 @@ class RateLimitAdmin(EnableDisableMixin, admin.ModelAdmin):
         return super().changeform_view(request, *args, **kwargs)
 
     def _warn_if_counted_per_process(self, request: HttpRequest) -> None:
-        if request.method == "GET" and counts_per_process():
+        if request.method == "GET" and isinstance(runtime.limiter, LocalLimiter):
             self.message_user(
                 request,
                 f"Rate limits are counted in each process's memory: the cache {cache_alias()!r} "

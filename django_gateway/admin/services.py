@@ -30,9 +30,8 @@ from .. import operations
 from ..conf import gateway_settings
 from ..discovery import describe
 from ..forms import RouteForm, ServiceForm
-from ..health import health
 from ..models import Discovery, Route, Service, Target
-from ..snapshot import get_snapshot
+from ..runtime import runtime
 from .base import ADMIN_MEDIA, EnableDisableMixin, FitTextareas
 from .limits import ServiceLimitInline
 from .routes import match_conditions
@@ -162,10 +161,10 @@ class ServiceAdmin(EnableDisableMixin, admin.ModelAdmin):
             return "-"
         if not service.enabled:
             return "Disabled: the gateway does not route to this service."
-        config = get_snapshot().services.get(service.name)
+        config = runtime.snapshots.get().services.get(service.name)
         if config is None:
             return "Not in this process's configuration yet; reload in a moment."
-        state = describe(config)
+        state = describe(config, runtime.watchers)
         if service.discovery == "consul":
             lines = [
                 f"Consul index {state.index or '-'}, last answer {_age(state.updated_at)}.",
@@ -253,5 +252,7 @@ def _age(updated_at: float | None) -> str:
 
 def _ejected(service: str, instance: Any) -> str:
     return (
-        "ejected" if health.is_ejected((service, instance.host, instance.port)) else "in rotation"
+        "ejected"
+        if runtime.ejections.is_ejected((service, instance.host, instance.port))
+        else "in rotation"
     )

@@ -23,7 +23,7 @@ from ..conf import gateway_settings
 from ..config import Identity
 from ..exceptions import Unauthorized
 from ..exchange import Exchange
-from . import usage
+from ..runtime import runtime
 from .key_store import hash_key, parse_key
 
 logger = logging.getLogger(__name__)
@@ -119,7 +119,7 @@ class APIKeyAuthenticator:
         if consumer is None:
             logger.debug("API key refused: consumer disabled (prefix %s)", prefix)
             raise Unauthorized("The consumer of this API key is disabled.")
-        usage.record(record.id)
+        runtime.usage.record(record.id)
         return Identity(consumer, prefix, consumer.groups, credential_type="key")
 
 

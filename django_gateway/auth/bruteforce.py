@@ -71,8 +71,3 @@ class FailureCounter:
     def reset(self) -> None:
         with self._lock:
             self._blocked.clear()
-
-
-failures = FailureCounter()
-check = failures.check
-record_failure = failures.record_failure

@@ -28,7 +28,7 @@ from ..config import Identity
 from ..exceptions import Unauthorized
 from ..exchange import Exchange
 from ..models.validation import group_names
-from . import jwks
+from ..runtime import runtime
 from .jwt_credentials import JWTCredentialConfig
 from .token_cache import VerifiedToken
 
@@ -104,7 +104,7 @@ def _verify(
         kid = header.get("kid")
         if kid is not None and not isinstance(kid, str):
             raise Unauthorized("The bearer token is malformed.")
-        keys = jwks.cache.keys(config.jwks_url, config.algorithm, kid)
+        keys = runtime.jwks.keys(config.jwks_url, config.algorithm, kid)
         if not keys:
             raise Unauthorized("No key of the credential's key set matches this token.")
     settings = gateway_settings
@@ -220,7 +220,7 @@ def _still_good(hit: VerifiedToken, exchange: Exchange) -> bool:
     config = exchange.snapshot.jwt_credentials.get(hit.identity.credential)
     if config is None:
         return False
-    return hit.key in jwks.cache.keys(config.jwks_url, config.algorithm, hit.kid)
+    return hit.key in runtime.jwks.keys(config.jwks_url, config.algorithm, hit.kid)
 
 
 jwt_authenticator = JWTAuthenticator()

@@ -12,7 +12,7 @@ from ..conf import gateway_settings
 from ..config import Identity
 from ..exceptions import Unauthorized
 from ..exchange import Exchange
-from . import bruteforce
+from ..runtime import runtime
 from .api_key import api_key_authenticator
 from .base import Authenticator
 from .jwt import jwt_authenticator
@@ -30,13 +30,13 @@ def authenticate(exchange: Exchange) -> None:
     authenticators = AUTHENTICATORS.get(route.authentication)
     if not authenticators:
         return
-    bruteforce.check(exchange.client_ip)
+    runtime.failures.check(exchange.client_ip)
     error: Unauthorized | None = None
     for authenticator in authenticators:
         try:
             identity = authenticator.authenticate(exchange)
         except Unauthorized as exc:
-            bruteforce.record_failure(exchange.client_ip)
+            runtime.failures.record_failure(exchange.client_ip)
             error = exc
             break
         if identity is not None:

@@ -15,7 +15,6 @@ processes flushing in any order leave the latest use.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from datetime import UTC, datetime
@@ -40,12 +39,8 @@ class UsageRecorder:
     clock = staticmethod(time.time)
 
     def __init__(self) -> None:
-        self._after_fork()
-        os.register_at_fork(after_in_child=self._after_fork)
-
-    def _after_fork(self) -> None:
-        """Fresh state: a forked child inherits neither the parent's thread nor its pending uses
-        (the parent writes those), and a lock held at fork time would never be released."""
+        # A forked child gets a new recorder from the runtime: it inherits neither the parent's
+        # thread nor its pending uses (the parent writes those), nor a lock held at fork time.
         self._pending: dict[int, float] = {}
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -148,8 +143,3 @@ def _write(pending: dict[int, float]) -> None:
         APIKey.objects.filter(pk__in=[key_id for key_id, _ in batch]).update(
             last_used_at=Case(*whens, default=F("last_used_at"), output_field=DateTimeField())
         )
-
-
-recorder = UsageRecorder()
-record = recorder.record
-flush = recorder.flush

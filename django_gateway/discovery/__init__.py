@@ -15,19 +15,20 @@ from __future__ import annotations
 from ..conf import gateway_settings
 from ..config import Instance, ServiceConfig
 from ..exceptions import ServiceUnavailable
-from .cache import ServiceState, consul_instances, watchers
+from .cache import ServiceState, Watchers, consul_instances
 from .cache import describe as _describe_consul
 from .client import consul_client
 
-__all__ = ["ServiceState", "consul_client", "describe", "instances_for", "reset_discovery"]
+__all__ = ["ServiceState", "Watchers", "consul_client", "describe", "instances_for"]
 
 CONSUL = "consul"
 
 
-def instances_for(service: ServiceConfig) -> tuple[Instance, ...]:
-    """The instances to balance over, or 503 with ``Retry-After`` when there are none."""
+def instances_for(service: ServiceConfig, watchers: Watchers) -> tuple[Instance, ...]:
+    """The instances to balance over, or 503 with ``Retry-After`` when there are none;
+    ``watchers`` are the process's Consul watchers (``runtime.watchers``)."""
     if service.discovery == CONSUL:
-        return consul_instances(service)
+        return consul_instances(service, watchers)
     instances = service.targets
     if not instances:
         raise ServiceUnavailable(
@@ -37,15 +38,9 @@ def instances_for(service: ServiceConfig) -> tuple[Instance, ...]:
     return instances
 
 
-def describe(service: ServiceConfig) -> ServiceState:
+def describe(service: ServiceConfig, watchers: Watchers) -> ServiceState:
     """What this process knows about ``service``'s instances (static targets are always
     current: no index, no error, never stale)."""
     if service.discovery == CONSUL:
-        return _describe_consul(service)
+        return _describe_consul(service, watchers)
     return ServiceState(instances=service.targets, index=0, updated_at=None, error="", stale=False)
-
-
-def reset_discovery(timeout: float = 2.0) -> bool:
-    """Stop this process's Consul watchers (tests); the next request starts new ones. Waits up
-    to ``timeout`` seconds for their threads; True if they all ended."""
-    return watchers.stop_all(timeout)

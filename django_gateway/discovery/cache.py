@@ -20,17 +20,14 @@ nobody has read for :data:`IDLE_AFTER` seconds stops; the next read starts it ag
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
-
-from django.core.signals import setting_changed
 
 from ..conf import gateway_settings
 from ..config import Instance, ServiceConfig
 from ..exceptions import ServiceUnavailable
+from ..metrics import Counters
 from .watcher import Known, Watcher, WatchKey
 
 #: Seconds without a read after which a watcher stops (a service removed from the configuration
@@ -69,13 +66,10 @@ def watch_key(service: ServiceConfig) -> WatchKey:
 class Watchers:
     """The process's watchers by :class:`~.watcher.WatchKey`."""
 
-    def __init__(self) -> None:
-        self._after_fork()
-        os.register_at_fork(after_in_child=self._after_fork)
-
-    def _after_fork(self) -> None:
-        """The child inherits no thread, so it must not inherit their watchers either (nor a
-        lock some other thread held at fork time)."""
+    def __init__(self, counters: Counters) -> None:
+        # A forked child gets new Watchers from the runtime: it inherits no thread, so it must
+        # not inherit their watchers either (nor a lock some other thread held at fork time).
+        self.counters = counters
         self._watchers: dict[WatchKey, Watcher] = {}
         self._lock = threading.Lock()
 
@@ -86,7 +80,9 @@ class Watchers:
             with self._lock:
                 watcher = self._watchers.get(key)
                 if watcher is None or watcher.retired:
-                    watcher = self._watchers[key] = Watcher(key, self._retire, IDLE_AFTER)
+                    watcher = self._watchers[key] = Watcher(
+                        key, self._retire, IDLE_AFTER, self.counters
+                    )
                     watcher.start()
         watcher.last_used = time.monotonic()
         return watcher
@@ -115,9 +111,6 @@ class Watchers:
         return len(self._watchers)
 
 
-watchers = Watchers()
-
-
 def _unavailable(detail: str) -> ServiceUnavailable:
     return ServiceUnavailable(detail, retry_after=gateway_settings.RETRY_AFTER_UNAVAILABLE)
 
@@ -126,7 +119,7 @@ def _expired(known: Known, now: float) -> bool:
     return bool(known.error) and now - known.updated_monotonic > gateway_settings.CONSUL_MAX_STALE
 
 
-def consul_instances(service: ServiceConfig) -> tuple[Instance, ...]:
+def consul_instances(service: ServiceConfig, watchers: Watchers) -> tuple[Instance, ...]:
     """The instances of a ``discovery="consul"`` service, or :class:`ServiceUnavailable`."""
     watcher = watchers.get(watch_key(service))
     known = watcher.known
@@ -150,7 +143,7 @@ def consul_instances(service: ServiceConfig) -> tuple[Instance, ...]:
     return known.instances
 
 
-def describe(service: ServiceConfig) -> ServiceState:
+def describe(service: ServiceConfig, watchers: Watchers) -> ServiceState:
     """This process's view of a Consul-discovered service; starts watching it if nobody had
     (without waiting: a first look may show nothing yet)."""
     known = watchers.get(watch_key(service)).known
@@ -161,12 +154,3 @@ def describe(service: ServiceConfig) -> ServiceState:
         error=known.error,
         stale=known.fetched and _expired(known, time.monotonic()),
     )
-
-
-def _restart_on_settings_change(*, setting: str, **kwargs: Any) -> None:
-    """Watchers hold a client built from the settings: new settings, new watchers."""
-    if setting == "GATEWAY":
-        watchers.stop_all()
-
-
-setting_changed.connect(_restart_on_settings_change)

@@ -35,9 +35,10 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
+from ..metrics import Counters
 from ..models import Route, Service
 from ..models.services import Discovery, Source
-from ..versioning import bump_version
+from ..revision import bump_revision
 from .client import explain_error
 from .plan import Change, SyncPlan, update, validated
 from .routeplan import Slot, find_conflicts, match_routes, plan_routes
@@ -180,7 +181,7 @@ def apply_plan(plan: SyncPlan) -> None:
                 model.objects.filter(pk=change.obj.pk).update(**change.values, updated_at=now)
                 for key, value in change.values.items():
                     setattr(change.obj, key, value)
-        transaction.on_commit(bump_version, robust=True)
+        transaction.on_commit(bump_revision, robust=True)
 
 
 def read_catalog(
@@ -225,6 +226,7 @@ def watch_catalog(
     *,
     stop: threading.Event,
     datacenter: str = "",
+    counters: Counters,
     on_error: Callable[[Exception], None] | None = None,
 ) -> None:
     """Call ``on_change(catalog)`` with the first answer and every changed one until ``stop``.
@@ -261,6 +263,7 @@ def watch_catalog(
         on_answer=on_answer,
         on_error=lambda exc, failures: report(exc),
         what="the catalog",
+        counters=counters,
     )
 
 

@@ -35,7 +35,7 @@ from typing import Any
 
 from ..conf import gateway_settings
 from ..config import Instance
-from ..metrics import counters
+from ..metrics import Counters
 from .client import consul_client, explain_error
 from .consul import parse_entries
 
@@ -110,6 +110,7 @@ def follow(
     on_answer: Callable[[Any, Any], None],
     on_error: Callable[[Exception, int], None],
     what: str,
+    counters: Counters,
     keep_going: Callable[[], bool] = lambda: True,
 ) -> None:
     """Blocking queries by the rules above until ``stop`` is set or ``keep_going()`` is false.
@@ -151,8 +152,15 @@ class Watcher:
     agrees the thread ends (the next read starts a new watcher).
     """
 
-    def __init__(self, key: WatchKey, retire: Callable[[Watcher], bool], idle_after: float) -> None:
+    def __init__(
+        self,
+        key: WatchKey,
+        retire: Callable[[Watcher], bool],
+        idle_after: float,
+        counters: Counters,
+    ) -> None:
         self.key = key
+        self.counters = counters
         self.created = self.last_used = time.monotonic()
         self.known = Known()
         self.first_outcome = threading.Event()  # set by the first answer or failure
@@ -210,6 +218,7 @@ class Watcher:
             on_answer=self._succeeded,
             on_error=self._failed,
             what=self.key.service,
+            counters=self.counters,
             keep_going=keep_going,
         )
 
@@ -251,7 +260,7 @@ class Watcher:
         self.first_outcome.set()
 
     def _failed(self, exc: Exception, failures: int) -> None:
-        counters.increment("consul.errors")
+        self.counters.increment("consul.errors")
         error = explain_error(exc)
         if not self.known.error:
             logger.warning(

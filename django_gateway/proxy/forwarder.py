@@ -17,7 +17,6 @@ same instance under the same rules, without counting as an instance failure.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Callable
 from functools import lru_cache, partial
@@ -25,7 +24,7 @@ from urllib.parse import unquote_plus
 
 from django.http.response import HttpResponseBase
 
-from ..balancing import LOAD_AWARE, InFlight, balancers, hash_key
+from ..balancing import LOAD_AWARE, InFlight, hash_key
 from ..conf import gateway_settings
 from ..config import CompiledRoute, Instance
 from ..discovery import instances_for
@@ -36,8 +35,8 @@ from ..exceptions import (
     UpstreamConnectTimeout,
 )
 from ..exchange import Exchange
-from ..health import health
 from ..paths import encode_path
+from ..runtime import runtime
 from .body import RequestBody, request_body
 from .headers import (
     ForwardContext,
@@ -47,13 +46,12 @@ from .headers import (
     request_headers,
     response_headers,
 )
-from .pool import ConnectionPool, Endpoint, endpoint_for
+from .pool import Endpoint, endpoint_for
 from .response import build_response
 from .transport import (
     NoResponse,
     ResponseCut,
     Timeouts,
-    Transport,
     UpstreamRequest,
     UpstreamResponse,
 )
@@ -61,32 +59,6 @@ from .transport import (
 logger = logging.getLogger(__name__)
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"})
-
-_transport: Transport | None = None
-
-
-def get_transport() -> Transport:
-    """The process's transport, created on first use (after gunicorn forks its workers)."""
-    global _transport
-    if _transport is None:
-        _transport = Transport(
-            ConnectionPool(
-                gateway_settings.POOL_MAX_IDLE_PER_HOST, gateway_settings.POOL_IDLE_TIMEOUT
-            )
-        )
-    return _transport
-
-
-def reset_transport() -> None:
-    """Drop the process's connection pool: after a fork (inherited sockets are not ours to
-    share with the parent) and between tests."""
-    global _transport
-    if _transport is not None:
-        _transport.pool.clear()
-    _transport = None
-
-
-os.register_at_fork(after_in_child=reset_transport)
 
 
 def upstream_path(exchange: Exchange) -> str:
@@ -208,24 +180,26 @@ def _may_retry(error: GatewayError, exchange: Exchange, body: RequestBody | None
 
 def _pick(exchange: Exchange, tried: set[Instance]) -> Instance:
     service = exchange.route.service
-    instances = instances_for(service)
+    instances = instances_for(service, runtime.watchers)
     name = service.name
     if len(instances) == 1:  # nothing to balance
         instance = instances[0]
-        if instance not in tried and health.begin((name, instance.host, instance.port)):
+        if instance not in tried and runtime.ejections.begin((name, instance.host, instance.port)):
             return instance
         raise ServiceUnavailable(
             f"The only instance of service {name!r} is ejected after failures.",
-            retry_after=health.retry_after([(name, instance.host, instance.port)]),
+            retry_after=runtime.ejections.retry_after([(name, instance.host, instance.port)]),
         )
     kind = service.load_balancing
-    balancer = balancers.for_service(name, instances, kind)
+    balancer = runtime.balancers.for_service(name, instances, kind)
     key = hash_key(service, exchange) if kind == "consistent_hash" else None
     skipped: set[Instance] = set()
     while True:
         instance = balancer.pick(
             lambda i: (
-                i not in tried and i not in skipped and health.available((name, i.host, i.port))
+                i not in tried
+                and i not in skipped
+                and runtime.ejections.available((name, i.host, i.port))
             ),
             key,
         )
@@ -233,9 +207,9 @@ def _pick(exchange: Exchange, tried: set[Instance]) -> Instance:
             keys = [(name, i.host, i.port) for i in instances]
             raise ServiceUnavailable(
                 f"Every instance of service {service.name!r} is ejected after failures.",
-                retry_after=health.retry_after(keys),
+                retry_after=runtime.ejections.retry_after(keys),
             )
-        if health.begin((name, instance.host, instance.port)):
+        if runtime.ejections.begin((name, instance.host, instance.port)):
             return instance
         skipped.add(instance)  # another thread took its probe slot a moment ago
 
@@ -261,7 +235,9 @@ def forward(exchange: Exchange) -> HttpResponseBase:
     timeouts = _timeouts(exchange)
     tried: set[Instance] = set()
     # In-flight counts are kept only for the algorithms that read them (per process, DESIGN §5).
-    in_flight = balancers.in_flight(service.name) if service.load_balancing in LOAD_AWARE else None
+    in_flight = (
+        runtime.balancers.in_flight(service.name) if service.load_balancing in LOAD_AWARE else None
+    )
     last_error: GatewayError | None = None
     started = time.monotonic()
     for attempt in range(1 + service.retries):
@@ -291,14 +267,14 @@ def forward(exchange: Exchange) -> HttpResponseBase:
             if not isinstance(error, GatewayError):
                 raise
             if error.status < 500:  # the client's fault (its body), not the instance's
-                health.release_probe(key)
+                runtime.ejections.release_probe(key)
                 raise
-            health.failure(key)
+            runtime.ejections.failure(key)
             last_error = error
             if _may_retry(error, exchange, body):
                 continue
             raise
-        health.success(key)
+        runtime.ejections.success(key)
         if route.max_response_duration is not None and not upstream.complete:
             upstream.on_cut = partial(_log_cut, exchange)
         rewrite_location = _location_rewriter(ctx, endpoint, service.path)
@@ -321,7 +297,7 @@ def _send(
     exchange: Exchange,
     body: RequestBody | None,
 ) -> UpstreamResponse:
-    transport = get_transport()
+    transport = runtime.transport
     # A dead pooled connection is resent on a fresh one when the policy allows a retry; only the
     # other requests pay for the pool's staleness probe.
     replayable = _resendable(exchange) and (body is None or body.fits_replay_buffer)

@@ -49,7 +49,8 @@ def cache_alias() -> str:
     return gateway_settings.RATE_LIMIT_CACHE_ALIAS or gateway_settings.CACHE_ALIAS
 
 
-def _build_limiter() -> Limiter:
+def build_limiter() -> Limiter:
+    """The engine the settings ask for (the runtime holds the one in use)."""
     alias = cache_alias()
     config = settings.CACHES.get(alias, {})
     if config.get("BACKEND") == DJANGO_REDIS_BACKEND:
@@ -70,20 +71,6 @@ def _build_limiter() -> Limiter:
     reason = f"the rate-limit cache {alias!r} is not a django-redis cache (check E008)"
     logger.error("Rate limits cannot be counted: %s", reason)
     return UnconfiguredLimiter(reason)
-
-
-def counts_per_process() -> bool:
-    """Whether limits are counted in this process's memory (for the admin's warning)."""
-    return isinstance(get_limiter(), LocalLimiter)
-
-
-def get_limiter() -> Limiter:
-    return gateway_settings.derived("rate_limiter", _build_limiter)
-
-
-def reset_limiter() -> None:
-    """Build the limiter again on next use: a fresh pool and a closed breaker (tests)."""
-    gateway_settings.reload()
 
 
 def _key_prefix() -> str:

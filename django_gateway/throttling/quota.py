@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from django.db.models import Q
 
 from ..models import Consumer, LimitBy, RateLimit
+from ..runtime import runtime
 from .base import LimiterUnavailable, LimitSpec
-from .engine import consumer_part, counter_key, credential_part, get_limiter
+from .engine import consumer_part, counter_key, credential_part
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +60,7 @@ def consumer_quota(consumer: Consumer) -> tuple[list[QuotaRow], str]:
         return [], ""
     specs = [LimitSpec(key, limit.limit, limit.period_seconds) for limit, _, key in counted]
     try:
-        statuses = get_limiter().peek(specs).statuses
+        statuses = runtime.limiter.peek(specs).statuses
     except LimiterUnavailable as exc:
         return [QuotaRow(limit, label, key) for limit, label, key in counted], str(exc)
     rows = [
@@ -72,4 +73,4 @@ def consumer_quota(consumer: Consumer) -> tuple[list[QuotaRow], str]:
 def reset_consumer_counters(consumer: Consumer) -> int:
     """Forget every counter of this consumer; returns how many existed (raises when Redis is down)."""
     keys = [key for _, _, key in _counted_keys(consumer)]
-    return get_limiter().reset(keys) if keys else 0
+    return runtime.limiter.reset(keys) if keys else 0

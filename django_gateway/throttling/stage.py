@@ -11,20 +11,18 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 
 from ..conf import gateway_settings
 from ..config import CompiledLimit
 from ..exceptions import ServiceUnavailable, TooManyRequests
 from ..exchange import Exchange
-from ..metrics import counters
+from ..runtime import runtime
 from .base import Decision, LimiterUnavailable, LimitSpec, LimitStatus
 from .engine import (
     client_part,
     consumer_part,
     counter_key,
     credential_part,
-    get_limiter,
     header_part,
 )
 
@@ -34,28 +32,6 @@ logger = logging.getLogger(__name__)
 UNAVAILABLE_ADMITTED = "rate_limit.unavailable_admitted"
 #: Counted each time a request gets 503 because a limit that is not fault-tolerant cannot be checked.
 UNAVAILABLE_REFUSED = "rate_limit.unavailable_refused"
-
-
-class _OutageWarnings:
-    """At most one warning per ``every`` seconds: an outage must not turn into a log flood."""
-
-    clock = staticmethod(time.monotonic)
-
-    def __init__(self, every: float = 10.0) -> None:
-        self.every = every
-        self.reset()
-
-    def reset(self) -> None:
-        self._last = -self.every
-
-    def warn(self, message: str) -> None:
-        now = self.clock()
-        if now - self._last >= self.every:
-            self._last = now
-            logger.warning(message)
-
-
-outage_warnings = _OutageWarnings()
 
 
 def throttle(exchange: Exchange) -> None:
@@ -73,7 +49,7 @@ def throttle(exchange: Exchange) -> None:
         for limit in applicable
     ]
     try:
-        decision = get_limiter().hit(specs)
+        decision = runtime.limiter.hit(specs)
     except LimiterUnavailable as exc:
         _unavailable(applicable, exc)
         return
@@ -132,13 +108,13 @@ def _restrictiveness(status: LimitStatus) -> tuple[int, float]:
 
 def _unavailable(limits: tuple[CompiledLimit, ...], error: LimiterUnavailable) -> None:
     if all(limit.fault_tolerant for limit in limits):
-        count = counters.increment(UNAVAILABLE_ADMITTED)
-        outage_warnings.warn(
+        count = runtime.counters.increment(UNAVAILABLE_ADMITTED)
+        runtime.outage_warnings.warn(
             f"Rate limits not enforced ({count} request(s) so far in this process): {error}"
         )
         return
-    counters.increment(UNAVAILABLE_REFUSED)
-    outage_warnings.warn(f"Refusing requests on strict rate limits: {error}")
+    runtime.counters.increment(UNAVAILABLE_REFUSED)
+    runtime.outage_warnings.warn(f"Refusing requests on strict rate limits: {error}")
     raise ServiceUnavailable(
         "Rate limits cannot be checked right now.",
         retry_after=max(1, math.ceil(gateway_settings.RATE_LIMIT_RETRY_INTERVAL)),

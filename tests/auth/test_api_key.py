@@ -17,10 +17,10 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from django_gateway import operations
-from django_gateway.auth import api_key, usage
+from django_gateway.auth import api_key
 from django_gateway.auth.key_store import KeyStore, generate_key, hash_key, parse_key
 from django_gateway.models import APIKey, Consumer
-from django_gateway.snapshot import holder
+from django_gateway.runtime import runtime
 from django_gateway.testing.state import reset_gateway_state
 from tests.conftest import make_route, make_service
 
@@ -38,7 +38,7 @@ def no_brute_force_limit(settings):
 @pytest.fixture(autouse=True)
 def forget_usage():
     yield
-    usage.recorder.reset()
+    runtime.usage.reset()
 
 
 @pytest.fixture
@@ -200,7 +200,7 @@ def test_revocation_takes_effect_at_the_next_snapshot_poll(
     key, plaintext = issued
     key_route(echo)
     now = [1000.0]
-    monkeypatch.setattr(holder, "clock", lambda: now[0])
+    monkeypatch.setattr(runtime.snapshots, "clock", lambda: now[0])
     assert client.get("/api/x", HTTP_X_API_KEY=plaintext).status_code == 200
     with django_capture_on_commit_callbacks(execute=True):  # the version bump on commit
         assert operations.revoke_keys(APIKey.objects.filter(pk=key.pk)) == 1
@@ -339,8 +339,8 @@ def test_a_use_is_noted_without_a_write(client, echo, issued):
     with CaptureQueriesContext(connection) as queries:
         client.get("/api/x", HTTP_X_API_KEY=issued[1])
     assert not any("UPDATE" in q["sql"] for q in queries)
-    assert issued[0].pk in usage.recorder.pending
-    assert usage.flush() == 1
+    assert issued[0].pk in runtime.usage.pending
+    assert runtime.usage.flush() == 1
     assert APIKey.objects.get(pk=issued[0].pk).last_used_at is not None
 
 

@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import get_default_algorithms
 
 from django_gateway.auth import jwks
+from django_gateway.runtime import runtime
 from django_gateway.testing.upstreams import EchoUpstream, Reply, json_reply, redirect_to
 from tests.auth import test_jwt as base
 from tests.auth.test_jwt import accepted, add_credential, call, refused, sign
@@ -43,10 +44,10 @@ def issuer():
 def clock(monkeypatch):
     """The JWKS cache's clock, moved by hand; the cache starts and ends empty."""
     now = [1000.0]
-    jwks.cache.reset()
-    monkeypatch.setattr(jwks.cache, "clock", lambda: now[0])
+    runtime.jwks.reset()
+    monkeypatch.setattr(runtime.jwks, "clock", lambda: now[0])
     yield now
-    jwks.cache.reset()
+    runtime.jwks.reset()
 
 
 @pytest.fixture
@@ -238,7 +239,7 @@ def test_one_thread_fetches_a_url_at_a_time(keys):
         url = server.url + JWKS_PATH
         results: list = []
         threads = [
-            threading.Thread(target=lambda: results.append(jwks.cache.keys(url, "RS256", "a")))
+            threading.Thread(target=lambda: results.append(runtime.jwks.keys(url, "RS256", "a")))
             for _ in range(8)
         ]
         started = time.monotonic()

@@ -9,6 +9,7 @@ import pytest
 
 from django_gateway.auth import jwt as gateway_jwt
 from django_gateway.models import JWTCredential
+from django_gateway.runtime import runtime
 from django_gateway.testing.state import reset_gateway_state
 from tests.auth.test_jwt import add_credential, call, configure, sign
 
@@ -80,6 +81,5 @@ def test_the_cache_is_bounded(client, route, settings):
     add_credential()
     for n in range(4):
         assert call(client, sign(jti=f"t{n}")).status_code == 200
-    from django_gateway.snapshot import get_snapshot
 
-    assert len(get_snapshot().verified_tokens) == 2
+    assert len(runtime.snapshots.get().verified_tokens) == 2

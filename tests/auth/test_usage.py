@@ -14,7 +14,8 @@ from django_gateway import operations
 from django_gateway.auth import usage
 from django_gateway.auth.usage import UsageRecorder
 from django_gateway.models import APIKey, Consumer
-from django_gateway.versioning import current_version
+from django_gateway.revision import current_revision
+from django_gateway.runtime import runtime
 
 
 @pytest.fixture
@@ -49,13 +50,13 @@ def test_flush_writes_every_key_in_one_query_without_a_version_bump(
     recorder.now[0] += 5
     recorder.record(keys[1].pk)
     recorder.record(keys[0].pk)
-    version = current_version()
+    version = current_revision()
     capture = django_capture_on_commit_callbacks()
     with capture as callbacks, CaptureQueriesContext(connection) as queries:
         assert recorder.flush() == 2
     assert len(queries) == 1 and queries[0]["sql"].startswith("UPDATE")
-    assert callbacks == []  # no signal, so no bump_version on commit
-    assert current_version() == version
+    assert callbacks == []  # no signal, so no bump_revision on commit
+    assert current_revision() == version
     assert last_used(keys[0]) == last_used(keys[1]) == at(1_700_000_005.0)
     assert last_used(keys[2]) is None
     assert recorder.pending == {}
@@ -124,14 +125,19 @@ def test_the_background_thread_flushes_and_closes_its_connection(settings):
 
 
 @pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
-def test_a_forked_child_starts_empty(recorder):
+def test_a_forked_child_starts_empty(monkeypatch):
+    recorder = runtime.usage  # the recorder the process uses; the runtime replaces it in a child
+    monkeypatch.setattr(recorder, "clock", lambda: 1_700_000_000.0)
+    monkeypatch.setattr(recorder, "_start", lambda: None)
     recorder.record(1)
     recorder._thread = object()  # as if the parent's thread were running
     pid = os.fork()
     if pid == 0:  # the child: no inherited uses (the parent writes them), no thread
+        recorder = runtime.usage
         ok = recorder.pending == {} and recorder._thread is None
         os._exit(0 if ok else 1)
     _, status = os.waitpid(pid, 0)
     recorder._thread = None
     assert os.waitstatus_to_exitcode(status) == 0
     assert recorder.pending == {1: 1_700_000_000.0}  # the parent keeps its own
+    recorder.reset()

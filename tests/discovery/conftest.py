@@ -13,6 +13,7 @@ from django.conf import settings as django_settings
 from django_gateway.config import ServiceConfig
 from django_gateway.discovery import instances_for
 from django_gateway.exceptions import ServiceUnavailable
+from django_gateway.runtime import runtime
 from django_gateway.testing.consul import ConsulDouble
 from django_gateway.testing.state import reset_gateway_state
 
@@ -88,7 +89,7 @@ def timed(service: ServiceConfig, limit: float = 0.05) -> Any:
     asserts the call took less than ``limit`` seconds (requests never wait on Consul)."""
     started = time.perf_counter()
     try:
-        result: Any = {(i.host, i.port): i.weight for i in instances_for(service)}
+        result: Any = {(i.host, i.port): i.weight for i in instances_for(service, runtime.watchers)}
     except ServiceUnavailable as exc:
         result = exc
     elapsed = time.perf_counter() - started

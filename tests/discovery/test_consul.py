@@ -15,7 +15,7 @@ import pytest
 
 from django_gateway.discovery import describe, instances_for
 from django_gateway.exceptions import ServiceUnavailable
-from django_gateway.metrics import counters
+from django_gateway.runtime import runtime
 from django_gateway.testing.consul import ConsulDouble
 
 from .conftest import consul_service, eventually, timed, unavailable
@@ -51,7 +51,7 @@ def test_register_critical_and_deregister_reach_requests_within_a_second(
 
     double.catalog.set_status("users-1", "passing")
     eventually(service, lambda r: r == {("10.0.0.1", 8001): 1})
-    assert counters.get("consul.errors") == 0
+    assert runtime.counters.get("consul.errors") == 0
 
 
 def test_zero_passing_instances_is_a_503_at_once(
@@ -61,10 +61,10 @@ def test_zero_passing_instances_is_a_503_at_once(
     service = consul_service()
     started = time.monotonic()
     with pytest.raises(ServiceUnavailable) as caught:
-        instances_for(service)
+        instances_for(service, runtime.watchers)
     assert time.monotonic() - started < 0.5  # Consul answered; no waiting for staleness
     assert caught.value.retry_after == 5
-    state = describe(service)
+    state = describe(service, runtime.watchers)
     assert (state.instances, state.error, state.stale) == ((), "", False)
     assert state.index >= 1 and state.updated_at is not None
 
@@ -86,11 +86,11 @@ def test_consul_down_serves_last_known_good_then_503_after_max_stale(
     caplog.set_level(logging.INFO, logger="django_gateway.discovery")
 
     double.stop()
-    eventually(service, lambda r: describe(service).error != "")
+    eventually(service, lambda r: describe(service, runtime.watchers).error != "")
     served_until = 0.0
     while True:
         result = timed(service)
-        age = time.time() - describe(service).updated_at
+        age = time.time() - describe(service, runtime.watchers).updated_at
         if unavailable(result):
             break
         assert result == {("10.0.0.1", 8001): 1}
@@ -99,21 +99,24 @@ def test_consul_down_serves_last_known_good_then_503_after_max_stale(
         time.sleep(0.01)
     assert served_until > 0.8  # served for (about) the whole CONSUL_MAX_STALE
     assert "CONSUL_MAX_STALE" in result.detail and result.retry_after == 5
-    state = describe(service)
+    state = describe(service, runtime.watchers)
     assert state.stale and state.instances == ((first := state.instances[0]),)
     assert (first.host, first.port) == ("10.0.0.1", 8001)
     assert state.error.startswith("Cannot connect to Consul at ")  # said so a person can act
     assert "CONSUL_HTTP_ADDR" in state.error and "HTTPConnectionPool" not in state.error
     assert double.address.split(":")[-1] not in result.detail  # the client is not told where
 
-    failures = counters.get("consul.errors")
+    failures = runtime.counters.get("consul.errors")
     assert failures >= 2  # retried with back-off ...
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "failed" in warnings[0].getMessage()  # ... logged once
 
     double.start()  # same port: Consul is back, and believed at once
     eventually(service, lambda r: r == {("10.0.0.1", 8001): 1}, within=1.5)
-    assert describe(service).error == "" and not describe(service).stale
+    assert (
+        describe(service, runtime.watchers).error == ""
+        and not describe(service, runtime.watchers).stale
+    )
     assert any("answers again" in r.getMessage() for r in caplog.records)
 
 
@@ -150,14 +153,14 @@ def test_index_going_backwards_restarts_the_loop(
         double.catalog.register("users", f"users-{n}", address=f"10.0.0.{n + 1}", port=8000)
     service = consul_service()
     assert len(first_call(service)) == 5
-    high = describe(service).index
+    high = describe(service, runtime.watchers).index
     time.sleep(0.1)  # the watcher is now blocked on the high index
     double.catalog.reset_index(2)  # a snapshot restore
-    eventually(service, lambda r: counters.get("consul.index_resets") == 1)
+    eventually(service, lambda r: runtime.counters.get("consul.index_resets") == 1)
     time.sleep(0.1)
     double.catalog.register("users", "late", address="10.0.9.9", port=8000)
     eventually(service, lambda r: ("10.0.9.9", 8000) in r)
-    assert describe(service).index < high
+    assert describe(service, runtime.watchers).index < high
 
 
 def test_rate_limit_spaces_queries_when_results_churn(
@@ -300,15 +303,15 @@ def test_acl_error_is_an_error_last_known_good_then_503(
     with caplog.at_level(logging.WARNING, logger="django_gateway.discovery"):
         acl_double.acl_token = "rotated"  # our token no longer exists
         acl_double.catalog.register("users", "users-2", address="10.0.0.2", port=8002)  # wake
-        eventually(service, lambda r: "ACL not found" in describe(service).error)
+        eventually(service, lambda r: "ACL not found" in describe(service, runtime.watchers).error)
         # The query blocked when the token was rotated was authorised before it, so its answer
         # (with or without users-2) may be the last good one: whichever it was is served.
-        known = {(i.host, i.port): i.weight for i in describe(service).instances}
+        known = {(i.host, i.port): i.weight for i in describe(service, runtime.watchers).instances}
         assert ("10.0.0.1", 8001) in known
         assert timed(service) == known
         eventually(service, unavailable, within=3.0)
     assert any("ACL not found" in r.getMessage() for r in caplog.records)
-    assert counters.get("consul.errors") >= 1
+    assert runtime.counters.get("consul.errors") >= 1
 
 
 def test_bad_token_at_cold_start_is_a_503_and_the_acl_error_is_for_operators(
@@ -319,4 +322,6 @@ def test_bad_token_at_cold_start_is_a_503_and_the_acl_error_is_for_operators(
     result = first_call(service)
     assert unavailable(result) and "Consul did not answer" in result.detail
     assert "ACL" not in result.detail  # the client is not told how Consul is secured
-    assert "ACL not found" in describe(service).error  # the admin panel and the log are
+    assert (
+        "ACL not found" in describe(service, runtime.watchers).error
+    )  # the admin panel and the log are

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from django_gateway.discovery import cache, describe, instances_for
-from django_gateway.discovery.cache import watchers
+from django_gateway.runtime import runtime
 from django_gateway.testing.consul import ConsulDouble
 from tests.marks import forks_like_gunicorn
 
@@ -25,11 +25,11 @@ REAL_TOKEN = os.environ.get("CONSUL_HTTP_TOKEN")
 
 def test_one_watcher_per_distinct_query(double: ConsulDouble, configure: Callable) -> None:
     double.catalog.register("users", "u1", address="10.0.0.1", port=80, tags=["a", "b"])
-    instances_for(consul_service(tags=("a", "b")))
-    instances_for(consul_service(tags=("b", "a")))  # same query
-    instances_for(consul_service(tags=("a",)))
-    instances_for(consul_service(tags=("a",), include_warning=True))
-    assert len(watchers) == 3 and len(watcher_threads()) == 3
+    instances_for(consul_service(tags=("a", "b")), runtime.watchers)
+    instances_for(consul_service(tags=("b", "a")), runtime.watchers)  # same query
+    instances_for(consul_service(tags=("a",)), runtime.watchers)
+    instances_for(consul_service(tags=("a",), include_warning=True), runtime.watchers)
+    assert len(runtime.watchers) == 3 and len(watcher_threads()) == 3
 
 
 def test_describe_does_not_wait_and_reports_the_first_answer(
@@ -37,10 +37,10 @@ def test_describe_does_not_wait_and_reports_the_first_answer(
 ) -> None:
     double.catalog.register("users", "u1", address="10.0.0.1", port=80)
     service = consul_service()
-    first = describe(service)
+    first = describe(service, runtime.watchers)
     assert first.updated_at is None and first.index == 0 and first.instances == ()
     eventually(service, lambda r: r == {("10.0.0.1", 80): 1})
-    state = describe(service)
+    state = describe(service, runtime.watchers)
     assert state.index == double.catalog.service_index("users")
     assert abs(state.updated_at - time.time()) < 2 and (state.error, state.stale) == ("", False)
 
@@ -56,7 +56,7 @@ def test_an_idle_watcher_stops_and_the_next_request_starts_another(
     deadline = time.monotonic() + 2
     while watcher_threads() and time.monotonic() < deadline:
         time.sleep(0.02)
-    assert not watcher_threads() and len(watchers) == 0
+    assert not watcher_threads() and len(runtime.watchers) == 0
     assert timed(service, limit=1.0) == {("10.0.0.1", 80): 1}  # a new cold start
     assert len(watcher_threads()) == 1
 
@@ -71,8 +71,8 @@ def test_a_forked_child_starts_its_own_watcher(double: ConsulDouble, configure: 
     pid = os.fork()
     if pid == 0:  # the child: report and leave without running any pytest machinery
         try:
-            inherited = len(watchers)
-            found = [(i.host, i.port) for i in instances_for(service)]
+            inherited = len(runtime.watchers)
+            found = [(i.host, i.port) for i in instances_for(service, runtime.watchers)]
             report = {"inherited": inherited, "found": found, "threads": len(watcher_threads())}
         except BaseException as exc:  # anything goes back to the parent
             report = {"error": repr(exc)}
@@ -89,7 +89,7 @@ def test_a_forked_child_starts_its_own_watcher(double: ConsulDouble, configure: 
         os.close(read_end)
         os.waitpid(pid, 0)
     assert report == {"inherited": 0, "found": [["10.0.0.1", 80]], "threads": 1}
-    assert len(watchers) == 1  # the parent keeps its own
+    assert len(runtime.watchers) == 1  # the parent keeps its own
 
 
 @pytest.mark.skipif(not REAL_CONSUL, reason="set CONSUL_HTTP_ADDR to run against a real agent")

@@ -7,9 +7,8 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 
 from django_gateway.discovery import instances_for
-from django_gateway.health import health
 from django_gateway.models import Route, Service, Target
-from django_gateway.snapshot import get_snapshot
+from django_gateway.runtime import runtime
 from tests.test_admin import route_form, service_form
 
 pytestmark = pytest.mark.django_db
@@ -94,7 +93,7 @@ def test_static_service_panel_lists_targets_and_ejections(admin_client, settings
     Target.objects.create(service=service, host="10.0.0.6", port=8080, weight=50)
     Target.objects.create(service=service, host="10.0.0.7", port=8080, enabled=False)
     for _ in range(3):
-        health.failure(("orders", "10.0.0.6", 8080))
+        runtime.ejections.failure(("orders", "10.0.0.6", 8080))
     text = page(admin_client, f"/admin/django_gateway/service/{service.pk}/change/")
     assert "Static targets" in text
     assert (
@@ -108,7 +107,9 @@ def test_consul_service_panel_shows_instances_index_and_age(admin_client, double
     double.catalog.register("users", "users-1", port=8080, node="node-a", node_address="10.0.0.11")
     double.catalog.register("users", "users-2", address="10.0.1.7", port=9090, status="critical")
     service = Service.objects.create(name="users", discovery="consul")
-    instances_for(get_snapshot().services["users"])  # waits for the watcher's first answer
+    instances_for(
+        runtime.snapshots.get().services["users"], runtime.watchers
+    )  # waits for the watcher's first answer
     text = page(admin_client, f"/admin/django_gateway/service/{service.pk}/change/")
     index = double.catalog.service_index("users")
     assert f"Consul index {index}, last answer at " in text and " s ago)" in text
@@ -119,7 +120,7 @@ def test_consul_service_panel_shows_instances_index_and_age(admin_client, double
 def test_consul_panel_says_when_no_instance_is_available(admin_client, double):
     service = Service.objects.create(name="ghost", discovery="consul")
     with pytest.raises(Exception):  # noqa: B017 - the 503 a request would get
-        instances_for(get_snapshot().services["ghost"])
+        instances_for(runtime.snapshots.get().services["ghost"], runtime.watchers)
     text = page(admin_client, f"/admin/django_gateway/service/{service.pk}/change/")
     assert "No instance available: requests get 503." in text
 

@@ -16,7 +16,7 @@ from django.core.management import call_command
 
 from django_gateway import operations
 from django_gateway.models import Consumer, Route, Service
-from django_gateway.snapshot import holder
+from django_gateway.runtime import runtime
 from django_gateway.testing.consul import ConsulDouble
 from django_gateway.testing.upstreams import EchoUpstream
 
@@ -27,7 +27,7 @@ def sync(*args: str) -> tuple[str, str]:
     """``gateway_sync_services`` as an operator runs it; the gateway then sees the new rows."""
     out, err = StringIO(), StringIO()
     call_command("gateway_sync_services", *args, stdout=out, stderr=err)
-    holder.invalidate()
+    runtime.snapshots.invalidate()
     return out.getvalue(), err.getvalue()
 
 
@@ -48,7 +48,7 @@ def operator_edits(route: Route, **values: Any) -> None:
         setattr(route, key, value)
     route.full_clean()
     route.save()
-    holder.invalidate()
+    runtime.snapshots.invalidate()
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ from django_gateway.discovery.client import consul_client
 from django_gateway.discovery.sync import plan_sync, sync_services, watch_catalog
 from django_gateway.discovery.tags import parse_tags
 from django_gateway.models import Route, Service
+from django_gateway.runtime import runtime
 from django_gateway.testing.consul import ConsulDouble
 from tests.conftest import make_route, make_service
 
@@ -371,7 +372,10 @@ def test_watch_loop_sees_a_new_service_within_a_second(double):
     seen: queue.Queue = queue.Queue()
     stop = threading.Event()
     thread = threading.Thread(
-        target=watch_catalog, args=(consul_client(), seen.put), kwargs={"stop": stop}, daemon=True
+        target=watch_catalog,
+        args=(consul_client(), seen.put),
+        kwargs={"stop": stop, "counters": runtime.counters},
+        daemon=True,
     )
     thread.start()
     try:
@@ -401,7 +405,7 @@ def test_watch_loop_backs_off_and_recovers(double):
     thread = threading.Thread(
         target=watch_catalog,
         args=(consul_client(), seen.put),
-        kwargs={"stop": stop, "on_error": errors.append},
+        kwargs={"stop": stop, "counters": runtime.counters, "on_error": errors.append},
         daemon=True,
     )
     thread.start()

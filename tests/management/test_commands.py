@@ -8,6 +8,7 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 
+from django_gateway.runtime import runtime
 from tests.conftest import make_route, make_service
 
 pytestmark = pytest.mark.django_db
@@ -79,9 +80,8 @@ def test_gateway_routes_json(routes):
 
 def test_gateway_routes_reads_the_database_not_the_process_snapshot(routes):
     from django_gateway.models import Route
-    from django_gateway.snapshot import get_snapshot
 
-    get_snapshot()  # cache a snapshot in this process...
+    runtime.snapshots.get()  # cache a snapshot in this process...
     Route.objects.filter(name="api").update(enabled=False)  # ...then change the rows behind it
     assert "api" not in [row["route"] for row in json.loads(run("gateway_routes", "--json"))]
 

@@ -11,10 +11,10 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.utils import timezone
 
-from django_gateway.auth import usage
 from django_gateway.auth.key_store import parse_key
 from django_gateway.management.commands.gateway_issue_key import parse_duration
 from django_gateway.models import APIKey, Consumer
+from django_gateway.runtime import runtime
 from django_gateway.testing.state import reset_gateway_state
 from tests.conftest import make_route, make_service
 
@@ -58,7 +58,7 @@ def test_the_issued_key_works_through_the_gateway(alice, client, echo, settings)
     reset_gateway_state()
     assert client.get("/api/x", HTTP_X_API_KEY=plaintext).status_code == 200
     assert client.get("/api/x").status_code == 401
-    usage.recorder.reset()  # this test's transaction is rolled back: nothing to write later
+    runtime.usage.reset()  # this test's transaction is rolled back: nothing to write later
 
 
 def test_unknown_consumer(db):

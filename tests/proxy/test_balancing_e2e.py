@@ -9,10 +9,8 @@ from types import SimpleNamespace
 import pytest
 from django.test import Client
 
-from django_gateway.balancing import balancers
 from django_gateway.config import Instance
-from django_gateway.health import health
-from django_gateway.snapshot import holder
+from django_gateway.runtime import runtime
 from django_gateway.testing.upstreams import EchoUpstream, SlowUpstream, stream_bytes, unused_port
 
 from ..conftest import make_route, make_service
@@ -99,7 +97,7 @@ def test_least_connections_avoids_the_upstream_busy_with_a_slow_request(client):
         assert statuses == [200] * 5
         assert slow_result[0].status_code == 200
         assert (slow.request_count, fast.request_count) == (1, 5)
-        assert balancers.in_flight("svc").total() == 0
+        assert runtime.balancers.in_flight("svc").total() == 0
 
 
 def test_in_flight_lasts_until_a_streamed_body_is_fully_sent(client):
@@ -107,7 +105,7 @@ def test_in_flight_lasts_until_a_streamed_body_is_fully_sent(client):
         service = make_service(streaming, other, load_balancing="least_connections")
         service.targets.filter(port=streaming.port).update(weight=1000)
         make_route(service)
-        in_flight = balancers.in_flight("svc")
+        in_flight = runtime.balancers.in_flight("svc")
         response = client.get("/api/download")
         assert response.streaming
         target = Instance(streaming.host, streaming.port, 1000)
@@ -123,7 +121,7 @@ def test_in_flight_ends_with_a_failed_try_and_with_a_buffered_response(client, e
     make_route(make_service(dead, echo, load_balancing="least_connections"))
     for _ in range(4):
         assert client.get("/api/x").status_code == 200
-    assert balancers.in_flight("svc").total() == 0
+    assert runtime.balancers.in_flight("svc").total() == 0
 
 
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
@@ -133,7 +131,7 @@ def test_refused_instance_is_skipped_and_ejected_with_every_algorithm(client, ec
     statuses = [client.get("/api/x", REMOTE_ADDR=f"10.0.0.{i}").status_code for i in range(30)]
     assert statuses == [200] * 30  # each refused try was retried on the other instance
     assert echo.request_count == 30
-    assert health.is_ejected(("svc", dead.host, dead.port))
+    assert runtime.ejections.is_ejected(("svc", dead.host, dead.port))
 
 
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
@@ -154,7 +152,7 @@ def test_changing_the_algorithm_takes_effect_with_the_next_snapshot(client):
         assert served(a, b) == (2, 2)
         service.load_balancing = "consistent_hash"
         service.save()
-        holder.invalidate()
+        runtime.snapshots.invalidate()
         for _ in range(6):
             client.get("/api/x")
         assert sorted(served(a, b)) == [2, 8]  # one client address: one upstream

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from django_gateway.health import health
+from django_gateway.runtime import runtime
 from django_gateway.testing.upstreams import (
     BlackholeUpstream,
     EchoUpstream,
@@ -119,7 +119,7 @@ def test_reset_is_retried_for_get_but_not_for_post(client, echo):
         make_route(make_service(reset, echo, retries=1), paths=["/api"])
         statuses = [client.get("/api/x").status_code for _ in range(2)]
         assert statuses == [200, 200]
-        health.reset()
+        runtime.ejections.reset()
         posts = [
             client.post("/api/x", data=b"a", content_type="text/plain").status_code
             for _ in range(2)
@@ -151,7 +151,7 @@ def test_retries_are_bounded(client):
 
 def test_failing_instance_is_ejected_then_probed(client, echo, monkeypatch):
     now = [1000.0]
-    monkeypatch.setattr(health, "clock", lambda: now[0])
+    monkeypatch.setattr(runtime.ejections, "clock", lambda: now[0])
     with ResetUpstream(after_request=False) as reset:
         make_route(make_service(reset, echo, retries=0), paths=["/api"])
         statuses = [client.get("/api/x").status_code for _ in range(10)]
@@ -166,7 +166,7 @@ def test_failing_instance_is_ejected_then_probed(client, echo, monkeypatch):
 
 def test_all_instances_ejected_is_503_with_retry_after(client, monkeypatch):
     now = [1000.0]
-    monkeypatch.setattr(health, "clock", lambda: now[0])
+    monkeypatch.setattr(runtime.ejections, "clock", lambda: now[0])
     with ResetUpstream(after_request=False) as reset:
         make_route(make_service(reset, retries=0), paths=["/api"])
         assert [client.get("/api/x").status_code for _ in range(3)] == [502, 502, 502]

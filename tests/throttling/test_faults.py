@@ -18,8 +18,8 @@ import pytest
 from django.conf import settings
 from django.test import override_settings
 
-from django_gateway.metrics import counters
 from django_gateway.models import RateLimit
+from django_gateway.runtime import runtime
 from django_gateway.testing.rawservers import LoopbackServer
 from django_gateway.testing.upstreams import unused_port
 from django_gateway.throttling.stage import UNAVAILABLE_ADMITTED, UNAVAILABLE_REFUSED
@@ -73,7 +73,7 @@ def test_refused_redis_lets_fault_tolerant_limits_through_without_headers(client
             assert response.status_code == 200
             assert "RateLimit-Limit" not in response
             assert elapsed < 0.5
-    assert counters.get(UNAVAILABLE_ADMITTED) == 4
+    assert runtime.counters.get(UNAVAILABLE_ADMITTED) == 4
     warnings = [r for r in caplog.records if "not enforced" in r.getMessage()]
     assert len(warnings) == 1  # one warning per interval, not one per request
 
@@ -85,7 +85,7 @@ def test_refused_redis_answers_503_for_strict_limits(client, route, echo):
     assert response.status_code == 503
     assert response["Content-Type"] == "application/problem+json"
     assert response["Retry-After"] == "1"
-    assert counters.get(UNAVAILABLE_REFUSED) == 1
+    assert runtime.counters.get(UNAVAILABLE_REFUSED) == 1
     assert echo.requests == []
 
 

@@ -13,7 +13,7 @@ from django.test import override_settings
 
 from django_gateway.models import Consumer, RateLimit
 from django_gateway.operations import issue_key
-from django_gateway.snapshot import holder
+from django_gateway.runtime import runtime
 from tests.conftest import make_route, make_service
 
 pytestmark = pytest.mark.django_db
@@ -25,7 +25,7 @@ def limit(**fields) -> RateLimit:
     row = RateLimit(**fields)
     row.full_clean()
     row.save()
-    holder.invalidate()  # the version bump waits for a commit these tests never make
+    runtime.snapshots.invalidate()  # the version bump waits for a commit these tests never make
     return row
 
 

@@ -13,6 +13,7 @@ from django.db import close_old_connections
 from ...discovery.client import consul_client, explain_error
 from ...discovery.sync import SyncPlan, sync_services, watch_catalog
 from ...operations import ConsulSyncError, sync_from_consul
+from ...runtime import runtime
 
 
 class Command(BaseCommand):
@@ -93,7 +94,12 @@ class Command(BaseCommand):
         with contextlib.suppress(KeyboardInterrupt):
             try:
                 watch_catalog(
-                    client, on_change, stop=stop, datacenter=sync["datacenter"], on_error=on_error
+                    client,
+                    on_change,
+                    stop=stop,
+                    datacenter=sync["datacenter"],
+                    counters=runtime.counters,
+                    on_error=on_error,
                 )
             finally:
                 client.http.session.close()

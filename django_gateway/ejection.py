@@ -1,4 +1,4 @@
-"""Passive health: eject an instance after consecutive failures, re-admit it through one probe.
+"""Passive ejection: eject an instance after consecutive failures, re-admit it through one probe.
 
 State is per process (DESIGN §5): each worker learns on its own which instances fail, the way
 nginx's ``max_fails`` works. An ejected instance gets no traffic for ``EJECT_COOLDOWN`` seconds; then
@@ -24,7 +24,7 @@ class _State:
     probing: bool = False
 
 
-class HealthRegistry:
+class Ejections:
     clock = staticmethod(time.monotonic)
 
     def __init__(self) -> None:
@@ -85,6 +85,3 @@ class HealthRegistry:
     def reset(self) -> None:
         with self._lock:
             self._states.clear()
-
-
-health = HealthRegistry()

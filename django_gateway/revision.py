@@ -37,7 +37,7 @@ def _database_version() -> str:
     return f"db:{row or 0}"
 
 
-def current_version() -> str:
+def current_revision() -> str:
     """An opaque token that changes whenever the configuration does.
 
     If the shared cache is unreachable the database revision answers instead: a change committed
@@ -65,7 +65,7 @@ def _fresh_token() -> int:
     return uuid.uuid4().int >> 80
 
 
-def bump_version() -> None:
+def bump_revision() -> None:
     """Called on commit of any configuration change."""
     updated = ConfigRevision.objects.filter(pk=1).update(revision=F("revision") + 1)
     if not updated:
