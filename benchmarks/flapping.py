@@ -269,7 +269,7 @@ def run_benchmark(args: argparse.Namespace, wrk_core: int | None, server_core: i
             subprocess.run(seed, env=env, cwd=REPO, check=True, timeout=120)
             port, leader = servers.start_gunicorn(
                 processes, "gateway", env, gunicorn,
-                venv_bin=Path(sys.executable).parent, repo=REPO, core=server_core,
+                venv_bin=Path(sys.executable).parent, root=REPO, core=server_core,
                 probe_path=STATIC_PATH,
             )  # fmt: skip
             wait_for_flap_route(port)

@@ -22,14 +22,15 @@ from .servers import LOOPBACK, Processes, free_port
 class RedisServer:
     port: int
     socket_path: Path
+    db: int = 0  # the database the URLs select (a --baseline gateway counts in its own)
 
     @property
     def tcp_url(self) -> str:
-        return f"redis://{LOOPBACK}:{self.port}/0"
+        return f"redis://{LOOPBACK}:{self.port}/{self.db}"
 
     @property
     def unix_url(self) -> str:
-        return f"unix://{self.socket_path}?db=0"
+        return f"unix://{self.socket_path}?db={self.db}"
 
 
 def start_redis(processes: Processes, workdir: Path) -> RedisServer | None:

@@ -2,12 +2,15 @@
 
     make bench                              # or: .venv/bin/python benchmarks/run.py
     .venv/bin/python benchmarks/run.py --duration 30 --rounds 3
+    make bench BENCH_ARGS="--baseline 72b1590"   # the gateway's rows on that commit too
 
 On loopback only. The upstream (nginx, or a Python stand-in when nginx is missing) serves a fixed
 1 KiB body; wrk drives it directly, then through a bare Django view, django-revproxy and
 django-gateway, each under the same gunicorn settings. wrk is pinned to one core and every server
 to the other (taskset), because on two shared cores the load generator otherwise steals the
 servers' CPU. The route-match micro-benchmark runs afterwards, pinned to the server core.
+With ``--baseline REV`` the gateway's rows are measured a second time, interleaved, on commit REV's
+django_gateway (:mod:`benchmarks.baseline`), and the open route is checked against it.
 
 Prints markdown tables and PASS/FAIL against the targets of the issue, and writes everything to
 ``benchmarks/results/latest.json``. Exits non-zero only when the harness itself fails (a server that
@@ -27,7 +30,7 @@ import subprocess
 import sys
 import tempfile
 import uuid
-from dataclasses import dataclass
+from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -36,66 +39,27 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # run as a script: make the repository's packages importable
     sys.path.insert(0, str(REPO))
 
-from benchmarks import loadgen, route_match, servers  # noqa: E402
-from benchmarks.payload import UPSTREAM_PATH  # noqa: E402
+from benchmarks import loadgen, servers  # noqa: E402
+from benchmarks.baseline import (  # noqa: E402
+    Baseline,
+    Checkout,
+    check_import,
+    checkout,
+    current_revision,
+    export,
+    resolve,
+    round_order,
+    same_migrations,
+    with_twins,
+)
 from benchmarks.redis_server import start_redis  # noqa: E402
-from benchmarks.verdicts import verdict_lines, verdicts  # noqa: E402
+from benchmarks.report import print_results, say  # noqa: E402
+from benchmarks.targets import TARGETS, Target, credential_headers  # noqa: E402
+from benchmarks.verdicts import verdicts  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results" / "latest.json"
 REDIS_ADDRESS = ("127.0.0.1", 6379)
 REDIS_DB = 14
-
-
-@dataclass(frozen=True)
-class Target:
-    key: str
-    label: str
-    variant: str | None  # BENCH_VARIANT of its gunicorn, None for the upstream itself
-    path: str
-    server: str | None = None  # served by another target's gunicorn (same settings, same process)
-    credential: str | None = None  # "key" or "jwt": sent as X-API-Key / Authorization: Bearer
-    rate_limit_transport: str = "tcp"  # how its gunicorn reaches the rate-limit Redis
-
-
-TARGETS = (
-    Target("upstream", "upstream direct", None, UPSTREAM_PATH),
-    Target("bare", "bare Django view", "bare", "/bare"),
-    Target("revproxy", "django-revproxy", "revproxy", "/revproxy" + UPSTREAM_PATH),
-    Target("gateway", "django-gateway (open route)", "gateway", "/gw" + UPSTREAM_PATH),
-    Target(
-        "gateway-key", "django-gateway (API-key route)", None, "/gwkey" + UPSTREAM_PATH,
-        server="gateway", credential="key",
-    ),
-    Target(
-        "gateway-jwt", "django-gateway (JWT RS256 route)", None, "/gwjwt" + UPSTREAM_PATH,
-        server="gateway", credential="jwt",
-    ),
-    Target(
-        "gateway-limited", "django-gateway (2 rate limits, Redis over TCP)", None,
-        "/gwlimit" + UPSTREAM_PATH, server="gateway",
-    ),
-    Target(
-        "gateway-limited-unix", "django-gateway (2 rate limits, Redis on a Unix socket)",
-        "gateway", "/gwlimit" + UPSTREAM_PATH, rate_limit_transport="unix",
-    ),
-)  # fmt: skip
-
-
-def credential_headers(target: Target, credentials: dict[str, str]) -> list[str]:
-    if target.credential == "key":
-        return [f"X-API-Key: {credentials['key']}"]
-    if target.credential == "jwt":
-        return [f"Authorization: Bearer {credentials['jwt']}"]
-    return []
-
-
-# The issue's "done when", evaluated on every run.
-# Below this share of the server core, a saturated Django target was competing with other processes.
-CORE_SHARE_WARNING = 0.9
-
-
-def say(text: str = "") -> None:
-    print(text, flush=True)
 
 
 def parse_args() -> argparse.Namespace:
@@ -123,6 +87,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--wrk-core", type=int, help="core for wrk [the first available]")
     parser.add_argument(
         "--server-core", type=int, help="core for every server [the second available]"
+    )
+    parser.add_argument(
+        "--baseline",
+        metavar="REV",
+        help="also measure the gateway's rows on commit REV's django_gateway, interleaved",
     )
     parser.add_argument("--skip-http", action="store_true", help="only the route-match benchmark")
     parser.add_argument("--skip-route-match", action="store_true", help="only the HTTP benchmark")
@@ -164,7 +133,13 @@ def clear_redis_prefix(prefix: str) -> None:
 # --- the HTTP benchmark ----------------------------------------------------------------------------
 
 
-def run_http(args: argparse.Namespace, wrk_core: int | None, server_core: int | None) -> dict:
+def run_http(
+    args: argparse.Namespace,
+    targets: tuple[Target, ...],
+    baseline: Baseline | None,
+    wrk_core: int | None,
+    server_core: int | None,
+) -> dict:
     loadgen.wrk_binary()  # fail early, with the install hint
     load = loadgen.Load(args.connections, 1, args.duration, args.warmup, wrk_core)
     gunicorn = servers.GunicornSettings(workers=args.workers, threads=args.threads)
@@ -173,7 +148,9 @@ def run_http(args: argparse.Namespace, wrk_core: int | None, server_core: int | 
         raise RuntimeError(f"no Redis at {REDIS_ADDRESS[0]}:{REDIS_ADDRESS[1]}")
     cache_prefix = f"gwbench-{uuid.uuid4().hex[:8]}"
     venv_bin = Path(sys.executable).parent
-    measurements: dict[str, list[dict]] = {t.key: [] for t in TARGETS}
+    measurements: dict[str, list[dict]] = {t.key: [] for t in targets}
+    checkouts: dict[bool, Checkout] = {}  # the package each server runs, by "is a baseline row"
+    baseline_run: dict | None = None
 
     with tempfile.TemporaryDirectory(prefix="gateway-bench-") as workdir_name:
         workdir = Path(workdir_name)
@@ -203,22 +180,39 @@ def run_http(args: argparse.Namespace, wrk_core: int | None, server_core: int | 
                 say(
                     "note: redis-server is not installed; the rate-limit targets use the cache's Redis"
                 )
-            seed = [sys.executable, "-m", "benchmarks.seed"]
-            subprocess.run(seed, env=env, cwd=REPO, check=True, timeout=120)
+            checkouts[False] = Checkout(REPO, env)
+            seed(checkouts[False])
+            if baseline is not None:
+                root = export(baseline, REPO, workdir)
+                own_database = not same_migrations(root, REPO)
+                checkouts[True] = checkout(root, env, workdir, own_database=own_database)
+                check_import(checkouts[True], sys.executable)
+                if own_database:
+                    seed(checkouts[True])
+                baseline_run = {
+                    **asdict(baseline), "current": current_revision(REPO),
+                    "database": "own, built by its own migrations" if own_database
+                    else "shared (same migrations)",
+                }  # fmt: skip
+            credentials = {
+                is_baseline: json.loads(Path(tree.env["BENCH_CREDENTIALS_PATH"]).read_text())
+                for is_baseline, tree in checkouts.items()
+            }
             ports, leaders = {"upstream": upstream.port}, {"upstream": upstream.pid}
-            credentials = json.loads((workdir / "credentials.json").read_text())
-            for target in TARGETS:
+            for target in targets:
+                tree = checkouts[bool(target.baseline_of)]
                 if target.variant:
-                    target_env = {**env, "BENCH_VARIANT": target.variant}
+                    target_env = {**tree.env, "BENCH_VARIANT": target.variant}
                     if limits_redis is not None:
+                        limits = replace(limits_redis, db=tree.redis_db)
                         target_env["BENCH_RATELIMIT_URL"] = (
-                            limits_redis.unix_url
+                            limits.unix_url
                             if target.rate_limit_transport == "unix"
-                            else limits_redis.tcp_url
+                            else limits.tcp_url
                         )
                     ports[target.key], leaders[target.key] = servers.start_gunicorn(
                         processes, target.key, target_env, gunicorn,
-                        venv_bin=venv_bin, repo=REPO, core=server_core, probe_path=target.path,
+                        venv_bin=venv_bin, root=tree.root, core=server_core, probe_path=target.path,
                     )  # fmt: skip
                 elif target.server:
                     ports[target.key] = ports[target.server]
@@ -233,12 +227,12 @@ def run_http(args: argparse.Namespace, wrk_core: int | None, server_core: int | 
                 f"wrk on core {wrk_core}, servers on core {server_core}"
             )
             for round_number in range(1, args.rounds + 1):
-                for target in TARGETS:
+                for target in round_order(targets, round_number):
                     say(
                         f"  round {round_number}/{args.rounds}: {target.label} (GET {target.path}) ..."
                     )
                     involved = {key: leaders[key] for key in {"upstream", target.key}}
-                    headers = credential_headers(target, credentials)
+                    headers = credential_headers(target, credentials[bool(target.baseline_of)])
                     measurements[target.key].append(
                         measure(
                             ports[target.key], target.path, load, involved, server_core, headers
@@ -247,10 +241,12 @@ def run_http(args: argparse.Namespace, wrk_core: int | None, server_core: int | 
         finally:
             processes.stop_all()
             if use_redis:
-                try:
-                    clear_redis_prefix(cache_prefix)
-                except Exception as exc:  # cleanup must not hide the real outcome
-                    say(f"warning: could not remove Redis keys {cache_prefix}:*: {exc}")
+                for tree in checkouts.values():
+                    prefix = tree.env["BENCH_CACHE_PREFIX"]
+                    try:
+                        clear_redis_prefix(prefix)
+                    except Exception as exc:  # cleanup must not hide the real outcome
+                        say(f"warning: could not remove Redis keys {prefix}:*: {exc}")
 
     return {
         "upstream": {"kind": upstream.kind, "version": upstream.version},
@@ -260,10 +256,19 @@ def run_http(args: argparse.Namespace, wrk_core: int | None, server_core: int | 
                  "duration_s": load.duration, "warmup_s": load.warmup,
                  "wrk_core": wrk_core, "server_core": server_core, "rounds": args.rounds,
                  "response_body_bytes": 1024, "method": "GET"},
+        "baseline": baseline_run,
         "targets": {
-            t.key: {"label": t.label, "path": t.path, **summarise(measurements[t.key])} for t in TARGETS
+            t.key: {"label": t.label, "path": t.path, "baseline_of": t.baseline_of,
+                    **summarise(measurements[t.key])}
+            for t in targets
         },
     }  # fmt: skip
+
+
+def seed(tree: Checkout) -> None:
+    """Migrate and seed the database of ``tree.env`` with that checkout's package."""
+    command = [sys.executable, "-m", "benchmarks.seed"]
+    subprocess.run(command, env=tree.env, cwd=tree.root, check=True, timeout=120)
 
 
 def measure(
@@ -317,25 +322,7 @@ def summarise(rounds: list[dict]) -> dict:
     }
 
 
-# --- reporting -------------------------------------------------------------------------------------
-
-
-def http_table(http: dict) -> str:
-    targets = http["targets"]
-    revproxy, bare = targets["revproxy"]["rps"], targets["bare"]["rps"]
-    lines = [
-        "| target | req/s | p50 (ms) | p99 (ms) | vs django-revproxy | vs bare Django "
-        "| server CPU µs/req | server core share | errors |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for target in TARGETS:
-        row = targets[target.key]
-        lines.append(
-            f"| {target.label} | {row['rps']:,.0f} | {row['p50_ms']:.2f} | {row['p99_ms']:.2f} "
-            f"| {row['rps'] / revproxy:.2f}x | {row['rps'] / bare:.2f}x "
-            f"| {row['cpu_us_per_request']:,.0f} | {row['core_share']:.0%} | {row['errors']} |"
-        )
-    return "\n".join(lines)
+# --- the machine ----------------------------------------------------------------------------------
 
 
 def environment() -> dict:
@@ -380,9 +367,11 @@ def main() -> int:
     load_before = os.getloadavg()
     http = matching = None
     try:
+        baseline = resolve(args.baseline, REPO) if args.baseline else None
+        targets = with_twins(TARGETS, baseline) if baseline else TARGETS
         if not args.skip_http:
             say("HTTP benchmark")
-            http = run_http(args, wrk_core, server_core)
+            http = run_http(args, targets, baseline, wrk_core, server_core)
         if not args.skip_route_match:
             say("route-match benchmark ...")
             command = servers.pinned(
@@ -413,46 +402,7 @@ def main() -> int:
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(result, indent=2) + "\n")
 
-    say()
-    env = result["environment"]
-    say(
-        f"{env['cpu']}, {env['cpus']} CPUs, Python {env['python']}, Django {env['django']}, "
-        f"gunicorn {env['gunicorn']}, django-revproxy {env['django-revproxy']}, commit {env['commit']}"
-    )
-    say(
-        f"load average before/after: {result['load_average_before']} / {result['load_average_after']}"
-    )
-    if http:
-        say()
-        load = http["load"]
-        say(
-            f"## HTTP: GET, 1 KiB response, {load['connections']} connections, "
-            f"{load['duration_s']:.0f}s x {load['rounds']} round(s) per target"
-        )
-        say(f"upstream {http['upstream']['version']}; gateway cache {http['gateway_cache']}")
-        say(f"gunicorn {http['gunicorn']}")
-        say()
-        say(http_table(http))
-        starved = [
-            f"{t.label} {http['targets'][t.key]['core_share']:.0%}"
-            for t in TARGETS
-            if t.variant and http["targets"][t.key]["core_share"] < CORE_SHARE_WARNING
-        ]
-        if starved:
-            say(
-                f"\nwarning: the Django servers did not get their core to themselves "
-                f"({', '.join(starved)} of core {server_core}); other processes were running, so "
-                "req/s and p99 understate them. CPU µs/req still holds. Rerun on a quiet machine."
-            )
-    if matching:
-        say()
-        repeats, loops = matching["repeats"], matching["loops"]
-        say(f"## Route match (RouteTable.match, median of {repeats} x {loops:,} calls)")
-        say()
-        say(route_match.markdown(matching))
-    say()
-    for line in verdict_lines(checks):
-        say(line)
+    print_results(result, targets, server_core)
     say(f"\nresults written to {args.output}")
     return 0
 

@@ -290,20 +290,24 @@ def start_gunicorn(
     settings: GunicornSettings,
     *,
     venv_bin: Path,
-    repo: Path,
+    root: Path,
     core: int | None,
     probe_path: str,
 ) -> tuple[int, int]:
-    """Start gunicorn on a free port; returns (port, pid of its process group's leader)."""
+    """Start gunicorn on a free port; returns (port, pid of its process group's leader).
+
+    gunicorn changes to ``root`` and puts it first on ``sys.path``: the repository, or the
+    directory holding a ``--baseline`` commit's package (:mod:`benchmarks.baseline`).
+    """
     port = free_port()
     command = [
         str(venv_bin / "gunicorn"),
         "benchmarks.wsgi:application",
         "--bind", f"{LOOPBACK}:{port}",
-        "--chdir", str(repo),
+        "--chdir", str(root),
         *settings.arguments(),
     ]  # fmt: skip
-    proc = processes.start(name, pinned(command, core), env=env, cwd=str(repo))
+    proc = processes.start(name, pinned(command, core), env=env, cwd=str(root))
     try:
         wait_until_serving(proc, port, probe_path)
     except RuntimeError as exc:

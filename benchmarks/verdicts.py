@@ -12,6 +12,8 @@ MAX_MATCH_RATIO = 2.0
 MIN_KEY_VS_OPEN = 0.92
 MIN_JWT_VS_OPEN = 0.80
 MIN_LIMITED_VS_OPEN = 0.90
+# Issue #10: a refactoring keeps the open route within this much of the commit before it.
+MAX_BASELINE_DEVIATION = 0.05
 
 
 def verdicts(http: dict | None, matching: dict | None) -> list[dict]:
@@ -55,6 +57,7 @@ def verdicts(http: dict | None, matching: dict | None) -> list[dict]:
                 "passed": t["gateway-limited-unix"]["rps"] >= MIN_LIMITED_VS_OPEN * gateway["rps"],
                 "measured": f"{t['gateway-limited-unix']['rps'] / gateway['rps']:.0%}",
             },
+            *baseline_verdicts(http),
             {
                 "target": "every request answered without error (all targets)",
                 "passed": all(row["errors"] == 0 for row in t.values()),
@@ -72,6 +75,24 @@ def verdicts(http: dict | None, matching: dict | None) -> list[dict]:
             }
         )
     return checks
+
+
+def baseline_verdicts(http: dict) -> list[dict]:
+    """With ``--baseline``: the open route against the same route on the baseline commit."""
+    baseline = http["baseline"]
+    if not baseline:
+        return []
+    t = http["targets"]
+    current = t["gateway"]["rps"]
+    before = next(row for row in t.values() if row["baseline_of"] == "gateway")["rps"]
+    return [
+        {
+            "target": f"open route req/s, {baseline['current']} vs {baseline['short']}, "
+            f"within ±{MAX_BASELINE_DEVIATION:.0%}",
+            "passed": abs(current / before - 1) <= MAX_BASELINE_DEVIATION,
+            "measured": f"{current / before:.2f}x ({current:,.0f} vs {before:,.0f} req/s)",
+        }
+    ]
 
 
 def verdict_lines(checks: list[dict]) -> list[str]:
