@@ -15,13 +15,14 @@ W002  Rate limits exist and are counted in each process's memory (no django-redi
 from __future__ import annotations
 
 import ipaddress
-import re
+from collections.abc import Sequence
 from typing import Any
 
 from django.conf import settings
 from django.core import checks
 
-from .conf import DEFAULTS, DJANGO_REDIS_BACKEND
+from .conf import DJANGO_REDIS_BACKEND
+from .settings_table import DEFAULTS, SETTINGS
 
 MIDDLEWARE_PATH = "django_gateway.middleware.GatewayMiddleware"
 
@@ -40,57 +41,6 @@ MUST_COME_AFTER = (
     "django.middleware.cache.UpdateCacheMiddleware",
     "django.middleware.cache.FetchFromCacheMiddleware",
     "django.middleware.cache.CacheMiddleware",
-)
-
-_HEADER_TOKEN = re.compile(r"^[A-Za-z0-9-]+$")
-
-_NUMBERS = {
-    "CONFIG_POLL_INTERVAL": (0.05, 3600),
-    "EJECT_AFTER_FAILURES": (1, 1000),
-    "EJECT_COOLDOWN": (0.1, 86400),
-    "POOL_MAX_IDLE_PER_HOST": (0, 10000),
-    "POOL_IDLE_TIMEOUT": (0.1, 3600),
-    "RETRY_AFTER_UNAVAILABLE": (1, 86400),
-    "API_KEY_CACHE_SIZE": (0, 10_000_000),
-    "LAST_USED_FLUSH_INTERVAL": (1, 86400),
-    "JWT_LEEWAY": (0, 3600),
-    "JWT_MAX_TOKEN_BYTES": (256, 1 << 20),
-    "JWT_CACHE_SIZE": (0, 1_000_000),
-    "JWKS_CACHE_SECONDS": (1, 86400 * 7),
-    "JWKS_MIN_REFRESH_INTERVAL": (0, 86400),
-    "JWKS_TIMEOUT": (0.05, 60),
-    "AUTH_FAILURE_LIMIT": (0, 1_000_000),
-    "AUTH_FAILURE_WINDOW": (1, 86400),
-    "RATE_LIMIT_TIMEOUT": (0.001, 5),
-    "RATE_LIMIT_RETRY_INTERVAL": (0, 3600),
-    "CONSUL_TIMEOUT": (0.05, 300),
-    "CONSUL_WAIT": (0.1, 600),
-    "CONSUL_COLD_START_TIMEOUT": (0, 60),
-    "CONSUL_MAX_STALE": (0, 86400 * 7),
-    "CONSUL_BACKOFF_MIN": (0.01, 3600),
-    "CONSUL_BACKOFF_MAX": (0.01, 3600),
-    "CONSUL_MIN_QUERY_INTERVAL": (0, 3600),
-}
-_BOOLEANS = (
-    "ALLOW_LINK_LOCAL_UPSTREAMS",
-    "REWRITE_LOCATION",
-    "ACCESS_LOG",
-    "JWT_REQUIRE_EXP",
-    "RATE_LIMIT_HEADERS",
-    "RATE_LIMIT_LOCAL_FALLBACK",
-)
-_STRINGS = ("CACHE_ALIAS", "VIA", "REQUEST_ID_HEADER", "JWT_KEY_CLAIM", "RATE_LIMIT_KEY_PREFIX")
-_OPTIONAL_STRINGS = (
-    "API_KEY_QUERY_PARAM",
-    "JWT_COOKIE",
-    "JWT_GROUPS_CLAIM",
-    "RATE_LIMIT_CACHE_ALIAS",
-    "CONSUL_ADDRESS",
-    "CONSUL_SCHEME",
-    "CONSUL_TOKEN",
-    "CONSUL_CERT",
-    "CONSUL_KEY",
-    "CONSUL_DATACENTER",
 )
 
 
@@ -127,70 +77,37 @@ def check_middleware(**kwargs: Any) -> list[checks.CheckMessage]:
     return []
 
 
-def _value_errors(name: str, value: Any) -> str | None:
-    if name in _NUMBERS:
-        low, high = _NUMBERS[name]
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, int | float)
-            or not low <= value <= high
-        ):
-            return f"must be a number from {low} to {high}"
-    elif name in _BOOLEANS and not isinstance(value, bool):
-        return "must be True or False"
-    elif name in _STRINGS and not isinstance(value, str):
-        return "must be a string"
-    elif (
-        name == "MAX_BODY_SIZE"
-        and value is not None
-        and (isinstance(value, bool) or not isinstance(value, int) or value < 0)
-    ):
-        return "must be a number of bytes or None"
-    elif name == "TRUSTED_PROXIES" and not isinstance(value, list | tuple):
-        return "must be a list of CIDRs"
-    elif (
-        name in _OPTIONAL_STRINGS
-        and value is not None
-        and (not isinstance(value, str) or not value)
-    ):
-        return "must be a non-empty string or None"
-    elif (
-        name == "JWT_MAXIMUM_EXPIRATION"
-        and value is not None
-        and (isinstance(value, bool) or not isinstance(value, int | float) or value <= 0)
-    ):
-        return "must be a number of seconds or None"
-    elif name == "API_KEY_HEADERS" and (
-        not isinstance(value, list | tuple)
-        or not value
-        or not all(isinstance(v, str) and _HEADER_TOKEN.match(v) for v in value)
-    ):
-        return "must be a non-empty list of header names (dashes, not underscores)"
-    return None
-
-
 def check_settings(**kwargs: Any) -> list[checks.CheckMessage]:
+    """E004 and E005 from the settings table, so a new setting is checked as soon as it exists."""
     user = getattr(settings, "GATEWAY", None) or {}
     if not isinstance(user, dict):
         return [checks.Error("GATEWAY must be a dict.", id="django_gateway.E005")]
-    errors: list[checks.CheckMessage] = []
-    for name in sorted(set(user) - set(DEFAULTS)):
-        errors.append(
-            checks.Error(
-                f"GATEWAY[{name!r}] is not a django-gateway setting.",
-                hint="See docs/settings.md for the list; check the spelling.",
-                id="django_gateway.E004",
-            )
+    errors: list[checks.CheckMessage] = [
+        checks.Error(
+            f"GATEWAY[{name!r}] is not a django-gateway setting.",
+            hint="See docs/settings.md for the list; check the spelling.",
+            id="django_gateway.E004",
         )
-    for name in sorted(set(user) & set(DEFAULTS)):
-        problem = _value_errors(name, user[name])
-        if problem:
-            errors.append(checks.Error(f"GATEWAY[{name!r}] {problem}.", id="django_gateway.E005"))
-    for cidr in (
-        user.get("TRUSTED_PROXIES", [])
-        if isinstance(user.get("TRUSTED_PROXIES"), list | tuple)
-        else []
-    ):
+        for name in sorted(user.keys() - DEFAULTS.keys())
+    ]
+    for setting in SETTINGS:
+        if setting.name in user and (problem := setting.rule.problem(user[setting.name])):
+            errors.append(
+                checks.Error(
+                    f"GATEWAY[{setting.name!r}] {problem}.",
+                    hint=f"Allowed: {setting.rule.text} (docs/settings.md).",
+                    id="django_gateway.E005",
+                )
+            )
+    errors.extend(_check_trusted_proxies(user.get("TRUSTED_PROXIES")))
+    errors.extend(_check_cache(user.get("CACHE_ALIAS", DEFAULTS["CACHE_ALIAS"])))
+    return errors
+
+
+def _check_trusted_proxies(proxies: object) -> list[checks.CheckMessage]:
+    """E006 names each entry that is not a network (E005 already refused a non-list)."""
+    errors: list[checks.CheckMessage] = []
+    for cidr in proxies if isinstance(proxies, list | tuple) else ():
         try:
             ipaddress.ip_network(cidr, strict=False)
         except (TypeError, ValueError):
@@ -201,7 +118,6 @@ def check_settings(**kwargs: Any) -> list[checks.CheckMessage]:
                     id="django_gateway.E006",
                 )
             )
-    errors.extend(_check_cache(user.get("CACHE_ALIAS", DEFAULTS["CACHE_ALIAS"])))
     return errors
 
 
@@ -210,20 +126,24 @@ def _caches() -> dict[str, dict[str, Any]]:
     return getattr(settings, "CACHES", {}) or {"default": {}}
 
 
-def _missing_cache(setting: str, alias: Any) -> list[checks.CheckMessage]:
-    if alias in _caches():
-        return []
-    return [
-        checks.Error(
-            f"GATEWAY[{setting!r}] is {alias!r}, which is not in CACHES.", id="django_gateway.E007"
-        )
-    ]
+def _cache(alias: object) -> dict[str, Any] | None:
+    """The ``CACHES`` entry ``alias`` names; ``None`` if none does (a list given as the alias,
+    which E005 reports, must not crash the checks on the way)."""
+    caches = _caches()
+    return caches[alias] if isinstance(alias, str) and alias in caches else None
 
 
-def _check_cache(alias: Any) -> list[checks.CheckMessage]:
-    if missing := _missing_cache("CACHE_ALIAS", alias):
-        return missing
-    backend = _caches()[alias].get("BACKEND", "django.core.cache.backends.locmem.LocMemCache")
+def _unknown_cache(setting: str, alias: object) -> checks.CheckMessage:
+    return checks.Error(
+        f"GATEWAY[{setting!r}] is {alias!r}, which is not in CACHES.", id="django_gateway.E007"
+    )
+
+
+def _check_cache(alias: object) -> list[checks.CheckMessage]:
+    cache = _cache(alias)
+    if cache is None:
+        return [_unknown_cache("CACHE_ALIAS", alias)]
+    backend = cache.get("BACKEND", "django.core.cache.backends.locmem.LocMemCache")
     if backend.endswith(("LocMemCache", "DummyCache")):
         return [
             checks.Warning(
@@ -237,7 +157,7 @@ def _check_cache(alias: Any) -> list[checks.CheckMessage]:
 
 
 def check_rate_limit_cache(
-    databases: list[str] | None = None, **kwargs: Any
+    databases: Sequence[str] | None = None, **kwargs: Any
 ) -> list[checks.CheckMessage]:
     """Limits want a cache every process shares; without one they count per process.
 
@@ -251,9 +171,10 @@ def check_rate_limit_cache(
         return []  # E005 already
     alias = user.get("RATE_LIMIT_CACHE_ALIAS") or user.get("CACHE_ALIAS", DEFAULTS["CACHE_ALIAS"])
     setting = "RATE_LIMIT_CACHE_ALIAS" if user.get("RATE_LIMIT_CACHE_ALIAS") else "CACHE_ALIAS"
-    if missing := _missing_cache(setting, alias):
-        return missing if setting == "RATE_LIMIT_CACHE_ALIAS" else []  # else E007 said it
-    if _caches()[alias].get("BACKEND") == DJANGO_REDIS_BACKEND:
+    cache = _cache(alias)
+    if cache is None:  # E007: check_settings already says it for CACHE_ALIAS
+        return [_unknown_cache(setting, alias)] if setting == "RATE_LIMIT_CACHE_ALIAS" else []
+    if cache.get("BACKEND") == DJANGO_REDIS_BACKEND:
         return []
     if not user.get("RATE_LIMIT_LOCAL_FALLBACK", DEFAULTS["RATE_LIMIT_LOCAL_FALLBACK"]):
         return [
@@ -279,7 +200,7 @@ def check_rate_limit_cache(
     ]
 
 
-def _rate_limits_exist(databases: list[str]) -> bool:
+def _rate_limits_exist(databases: Sequence[str]) -> bool:
     from django.db import DatabaseError
 
     from .models import RateLimit

@@ -6,6 +6,9 @@ import pytest
 from django.core.checks import run_checks
 from django.test import override_settings
 
+from django_gateway.checks import check_settings
+from django_gateway.settings_table import DEFAULTS, SETTINGS
+
 # Django 6 runs database-tagged checks by default, and E008 asks whether rate limits exist.
 pytestmark = pytest.mark.django_db
 
@@ -111,3 +114,55 @@ def test_rate_limit_cache_alias_must_exist():
     assert ids(CACHES={**REDIS, "limits": REDIS["default"]}, GATEWAY=gateway) == []
     assert ids(GATEWAY={"RATE_LIMIT_TIMEOUT": 0}) == ["django_gateway.E005"]
     assert ids(GATEWAY={"RATE_LIMIT_HEADERS": "no"}) == ["django_gateway.E005"]
+
+
+# --- the settings table drives E004/E005 ----------------------------------------------------------
+
+
+def settings_errors(gateway: dict) -> list:
+    with override_settings(GATEWAY=gateway):
+        return [
+            message for message in check_settings() if message.id.startswith("django_gateway.E")
+        ]
+
+
+def test_writing_out_every_default_changes_nothing():
+    assert ids(GATEWAY=dict(DEFAULTS)) == []
+
+
+@pytest.mark.parametrize("setting", SETTINGS, ids=lambda setting: setting.name)
+def test_every_setting_refuses_a_value_of_no_use(setting):
+    """No row of the table is left unchecked: an arbitrary object is an E005 naming the key."""
+    errors = [e for e in settings_errors({setting.name: object()}) if e.id == "django_gateway.E005"]
+    assert [e.msg.split(" ", 1)[0] for e in errors] == [f"GATEWAY[{setting.name!r}]"]
+    assert errors[0].hint == f"Allowed: {setting.rule.text} (docs/settings.md)."
+
+
+@pytest.mark.parametrize(
+    ("gateway", "expected"),
+    [
+        ({"CONFIG_POLL_INTERVAL": 0.05}, []),
+        ({"CONFIG_POLL_INTERVAL": 3600}, []),
+        ({"CONFIG_POLL_INTERVAL": 3600.5}, ["django_gateway.E005"]),
+        ({"JWKS_CACHE_SECONDS": 0}, ["django_gateway.E005"]),
+        ({"MAX_BODY_SIZE": 1.5}, ["django_gateway.E005"]),
+        ({"MAX_BODY_SIZE": 0}, []),
+        ({"CONSUL_SCHEME": "https"}, []),
+        ({"CONSUL_SCHEME": "ftp"}, ["django_gateway.E005"]),
+        ({"CONSUL_VERIFY": "/etc/ssl/consul-ca.pem"}, []),
+        ({"CONSUL_VERIFY": False}, []),
+        ({"CONSUL_VERIFY": 1}, ["django_gateway.E005"]),
+        ({"CONSUL_VERIFY": ""}, ["django_gateway.E005"]),
+        ({"VIA": ""}, []),
+        # An unhashable alias is reported, not a crash of the check run.
+        ({"CACHE_ALIAS": ["default"]}, ["django_gateway.E005", "django_gateway.E007"]),
+        ({"RATE_LIMIT_CACHE_ALIAS": ["x"]}, ["django_gateway.E005", "django_gateway.E007"]),
+    ],
+)
+def test_values_are_checked_as_the_settings_page_describes_them(gateway, expected):
+    assert ids(GATEWAY=gateway) == expected
+
+
+def test_a_range_error_says_the_range():
+    (error,) = settings_errors({"EJECT_COOLDOWN": 0})
+    assert error.msg == "GATEWAY['EJECT_COOLDOWN'] must be a number from 0.1 to 86,400."
