@@ -1,7 +1,11 @@
-"""Refusals about the request's Host, decided once for the middleware and the route tester.
+"""Whether a request is the gateway's, and what it refuses before any stage: one function for
+the middleware (both shells, later) and the route tester.
 
-These run after a route matched (a request no route claims stays Django's, whatever its Host) and
-before the route's stages. Each answers 400 with problem+json:
+:func:`admit` canonicalises the path (a path it must refuse is the gateway's 400 only when a
+route covers it, probed with encoded slashes kept opaque), matches the route table on the
+canonical host, and asks :func:`host_refusal`. Host refusals run after a route matched (a request
+no route claims stays Django's, whatever its Host) and before the route's stages. Each answers 400
+with problem+json:
 
 - an HTTP/1.1 request without ``Host`` (gunicorn lets it through);
 - a Host that is not a host name once normalised (an empty label: ``gw..test``, ``gw.test..``);
@@ -13,12 +17,52 @@ before the route's stages. Each answers 400 with problem+json:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from django.core.exceptions import DisallowedHost
 from django.http import HttpRequest
 
 from .exceptions import BadRequest, GatewayError, HostMissing
 from .hosts import canonical_host, malformed
+from .paths import canonical_path, raw_request_path, refusal_probe_path
+from .routing import RouteMatch, RouteTable
 from .runtime import runtime
+
+
+@dataclass(slots=True)
+class Admission:
+    """A request the gateway takes: refused (``refusal`` set) or matched to ``match``."""
+
+    path: str  # the canonical path; the refusal probe when the path itself was refused
+    host: str  # canonical
+    match: RouteMatch | None  # None when the path was refused (``refusal`` says why)
+    refusal: GatewayError | None
+    probed_route: str | None = None  # the route that covers a refused path, if any
+
+    @property
+    def ours(self) -> bool:
+        """Whether the gateway answers (a refused path no route covers is Django's)."""
+        return self.match is not None or self.probed_route is not None
+
+
+def admit(request: HttpRequest, table: RouteTable) -> Admission | None:
+    """The gateway's verdict on ``request``; ``None`` when no route matches its (well-formed)
+    path. A refused path always gets an :class:`Admission`, which says whether it is ours."""
+    environ = request.META
+    method = request.method or "GET"
+    host = canonical_host(environ.get("HTTP_HOST", ""))
+    try:
+        raw_path, decoded = raw_request_path(environ)
+        path = canonical_path(raw_path, decoded=decoded)
+    except BadRequest as error:
+        # Refuse it only if it is ours: Django keeps its own answer for its own URLs.
+        probe = refusal_probe_path(environ)
+        covering = table.match(method, host, probe, environ)
+        return Admission(probe, host, None, error, covering and covering.route.name)
+    match = table.match(method, host, path, environ)
+    if match is None:
+        return None
+    return Admission(path, host, match, host_refusal(request, host))
 
 
 def host_refusal(request: HttpRequest, host: str) -> GatewayError | None:

@@ -10,8 +10,10 @@ tester can never disagree with the gateway about *which* route wins. This module
 - for a route that fits but lost, the precedence components of ``routing`` (host class, regex before
   prefix, prefix length, priority, conditions, id) of its best entry are compared with the winner's.
 
-What would go upstream is computed with the forwarder's own pieces (``upstream_path``,
-``request_headers``, ``request_body``) on a real :class:`Exchange` built like the middleware's.
+What would go upstream is the forwarder's own plan (:func:`proxy.plan.plan_request`) for a real
+:class:`Exchange` built like the middleware's, sent to an instance discovery gives (Consul
+services included); refusals are the gateway's own errors (``admission.host_refusal``, the
+plan's body framing, discovery's 503), so the tester says exactly what a client would get.
 """
 
 from __future__ import annotations
@@ -24,15 +26,15 @@ from typing import Any
 from django.core.handlers.wsgi import WSGIRequest
 
 from .admission import host_refusal
-from .config import CompiledRoute
-from .exceptions import GatewayError
+from .config import CompiledRoute, ConsumerConfig
+from .discovery import instances_for
+from .exceptions import GatewayError, ServiceUnavailable
 from .hosts import canonical_host
 from .pipeline import new_exchange
-from .proxy.body import request_body
-from .proxy.forwarder import body_limit, forward_context, upstream_target
-from .proxy.headers import environ_headers, request_headers
-from .proxy.pool import Endpoint
+from .proxy.plan import headers_for, plan_request
+from .proxy.pool import endpoint_for
 from .routing import RouteMatch, RouteTable
+from .runtime import runtime
 from .snapshot import Snapshot
 
 HOST_CLASSES = ("exact host", "wildcard host", "no host")
@@ -128,6 +130,7 @@ class Explanation:
     losers: tuple[Loser, ...]
     upstream: UpstreamPreview | None
     refusal: str | None  # "503 ...": the gateway would answer itself instead of proxying
+    consumer: ConsumerConfig | None = None  # whose plan the rate limits are shown for
 
     def as_dict(self) -> dict[str, Any]:
         """Plain data for ``--json`` and the API: routes by name, headers as ``[name, value]``."""
@@ -154,7 +157,7 @@ class Explanation:
                 {**_route_dict(lost.route), "reasons": [_fields(r) for r in lost.reasons]}
                 for lost in self.losers
             ],
-            "access": access_rules(match.route) if match else [],
+            "access": access_rules(match.route, self.consumer) if match else [],
             "upstream": up and {**_fields(up), "headers": [list(h) for h in up.headers]},
             "refusal": self.refusal,
         }
@@ -167,8 +170,9 @@ _MODES = {
 }
 
 
-def access_rules(route: CompiledRoute) -> list[str]:
-    """What a request must bring to pass the route's access stages, in the order they run.
+def access_rules(route: CompiledRoute, consumer: ConsumerConfig | None = None) -> list[str]:
+    """What a request must bring to pass the route's access stages, in the order they run,
+    ending with the rate limits that would count it (``consumer``'s plan where it has one).
 
     The tester previews routing and forwarding; credentials are not checked, so this says what
     would be asked of the request instead.
@@ -191,7 +195,40 @@ def access_rules(route: CompiledRoute) -> list[str]:
         rules.append(f"consumer in one of groups {sorted(route.allowed_groups)} (else 401/403)")
     if route.denied_groups:
         rules.append(f"consumer in none of groups {sorted(route.denied_groups)} (else 403)")
+    rules.extend(limit_rules(route, consumer))
     return rules or ["none: the route is open"]
+
+
+_COUNTED_BY = {
+    "consumer": "consumer",
+    "credential": "credential",
+    "ip": "client IP",
+}
+
+
+def limit_rules(route: CompiledRoute, consumer: ConsumerConfig | None = None) -> list[str]:
+    """The route's rate limits as the throttle stage would apply them: the limits of
+    ``consumer``'s plan replace the general ones of the same scope and period."""
+    if route.limits is None:
+        return []
+    rules = []
+    for limit in route.limits.for_consumer(consumer.id if consumer else None):
+        if limit.limit_by == "header":
+            header = limit.header_key.removeprefix("HTTP_").replace("_", "-").title()
+            who = f"header {header}"
+        else:
+            who = _COUNTED_BY[limit.limit_by]
+        kind, _ = limit.scope
+        scope = {"route": "this route", "service": f"service {route.service.name}"}.get(
+            kind, "every route"
+        )
+        plan = f", {consumer.username}'s plan" if limit.consumer_id is not None and consumer else ""
+        fallback = "" if limit.limit_by == "ip" else " (client IP when anonymous)"
+        rules.append(
+            f"at most {limit.limit} per {limit.period} per {who}{fallback} on {scope}{plan} "
+            "(else 429)"
+        )
+    return rules
 
 
 def _route_dict(route: CompiledRoute) -> dict[str, Any]:
@@ -263,12 +300,18 @@ def _why_first(win: Precedence, lost: Precedence) -> str:
 
 
 def explain(
-    table: RouteTable, method: str, host: str, path: str, environ: Mapping[str, Any] | None = None
+    table: RouteTable,
+    method: str,
+    host: str,
+    path: str,
+    environ: Mapping[str, Any] | None = None,
+    consumer: ConsumerConfig | None = None,
 ) -> Explanation:
     """Explain how ``table`` routes a request for the canonical ``path``.
 
     ``environ`` is a WSGI environ (``HTTP_*`` headers, ``QUERY_STRING``, ``REMOTE_ADDR``...);
-    missing keys get the values a plain HTTP/1.1 request from 127.0.0.1 would have.
+    missing keys get the values a plain HTTP/1.1 request from 127.0.0.1 would have. The rate
+    limits are listed as they apply to ``consumer`` (anonymous when ``None``).
     """
     env = _full_environ(method, host, path, environ or {})
     match = table.match(method, host, path, env)
@@ -292,9 +335,9 @@ def explain(
             reasons = [Reason("outranked", detail)]
         losers.append(Loser(route, tuple(reasons)))
     scheme, query = env["wsgi.url_scheme"], env.get("QUERY_STRING", "")
-    upstream, refusal = _upstream(match, method, path, env) if match else (None, None)
+    upstream, refusal = _upstream(match, path, env) if match else (None, None)
     return Explanation(
-        method, scheme, host, path, query, match, winner, (*losers,), upstream, refusal
+        method, scheme, host, path, query, match, winner, (*losers,), upstream, refusal, consumer
     )
 
 
@@ -319,39 +362,48 @@ def _full_environ(method: str, host: str, path: str, given: Mapping[str, Any]) -
 
 
 def _upstream(
-    match: RouteMatch, method: str, path: str, env: dict[str, Any]
+    match: RouteMatch, path: str, env: dict[str, Any]
 ) -> tuple[UpstreamPreview, str | None]:
-    """What the forwarder would send for this match, and why the gateway might answer itself."""
+    """What the forwarder would send for this match, and why the gateway might answer itself.
+
+    Everything comes from the gateway's own functions: the Host refusals (``host_refusal``), the
+    plan (``plan_request``: target, headers, body framing) and the instances (discovery, so a
+    Consul service shows its live instances, or the 503 the gateway would give). Credentials are
+    not looked up, so the exchange carries an empty snapshot.
+    """
     request = WSGIRequest(env)
     host = canonical_host(env.get("HTTP_HOST", ""))
-    # The tester previews forwarding only; credentials are not looked up, so no snapshot data.
     exchange = new_exchange(request, path, host, match, Snapshot("explain", RouteTable(()), {}))
-    route, service = match.route, match.route.service
-    error = host_refusal(request, host)  # the middleware's own check
-    refusal = None if error is None else f"{error.status} {error.title}: {error.detail}"
-    ctx = forward_context(exchange)
-    url = None
-    if service.targets:
-        first = service.targets[0]
-        endpoint = Endpoint(service.protocol, first.host, first.port, service.tls_verify)
-        ctx = replace(ctx, upstream_host=endpoint.host_header)
-        url = endpoint.origin + upstream_target(exchange)
-    elif refusal is None:
-        refusal = f"503 Service Unavailable: service {service.name!r} has no enabled targets"
-    headers = [h for h in request_headers(environ_headers(env), ctx) if h != ("Host", "")]
+    service = match.route.service
+    refusal = _said(host_refusal(request, host))
     try:
-        body = request_body(env, body_limit(route))
-    except GatewayError as error:
-        refusal = refusal or f"{error.status} {error.title}: {error.detail}"
-    else:
-        if body is not None:  # the transport adds the framing header after the others
-            name, _, value = body.framing_header.partition(": ")
-            headers.append((name, value))
+        plan = plan_request(exchange)
+    except GatewayError as error:  # the body's framing: 411, 413, 501
+        refusal = refusal or _said(error)
+        plan = plan_request(exchange, body=False)
+    try:
+        instances = instances_for(service, runtime.watchers)
+    except ServiceUnavailable as error:
+        refusal = refusal or _said(error)
+        instances = ()
+    url = None
+    headers = list(plan.headers)
+    if instances:
+        endpoint = endpoint_for(
+            service.protocol, instances[0].host, instances[0].port, service.tls_verify
+        )
+        headers = list(headers_for(plan, endpoint))
+        url = endpoint.origin + plan.target
+    headers = [h for h in headers if h != ("Host", "")]
+    if plan.body is not None:  # the transport adds the framing header after the others
+        name, _, value = plan.body.framing_header.partition(": ")
+        headers.append((name, value))
     preview = UpstreamPreview(
-        service.name, method, upstream_target(exchange), url, len(service.targets), tuple(headers)
+        service.name, exchange.method, plan.target, url, len(instances), tuple(headers)
     )
     return preview, refusal
 
 
-# --- Shared with proxy.forwarder.forward, which builds the same values inline today. ----------
-# These belong in forwarder.py (forward() calling them); until that refactor lands they live here.
+def _said(error: GatewayError | None) -> str | None:
+    """How the gateway's answer reads in the tester: ``"503 Service Unavailable: ..."``."""
+    return None if error is None else f"{error.status} {error.title}: {error.detail}"

@@ -12,11 +12,9 @@ from collections.abc import Callable
 from django.http import HttpRequest
 from django.http.response import HttpResponseBase
 
-from .admission import host_refusal
+from .admission import admit
 from .conf import gateway_settings
-from .exceptions import BadRequest, GatewayError, ServiceUnavailable, problem_response
-from .hosts import canonical_host
-from .paths import canonical_path, raw_request_path, refusal_probe_path
+from .exceptions import GatewayError, ServiceUnavailable, problem_response
 from .pipeline import handle, log_refusal, new_exchange, request_id_for
 from .runtime import runtime
 
@@ -51,26 +49,15 @@ def gateway_response(request: HttpRequest) -> HttpResponseBase | None:
                 retry_after=gateway_settings.RETRY_AFTER_UNAVAILABLE,
             ),
         )
-    table = snapshot.routes
-    if not table.routes:
+    if not snapshot.routes.routes:
         return None
-    environ = request.META
-    method = request.method or "GET"
-    host = canonical_host(environ.get("HTTP_HOST", ""))
-    try:
-        raw_path, decoded = raw_request_path(environ)
-        path = canonical_path(raw_path, decoded=decoded)
-    except BadRequest as error:
-        # Refuse it only if it is ours: Django keeps its own answer for its own URLs.
-        probe = refusal_probe_path(environ)
-        return _refuse(request, error) if table.match(method, host, probe, environ) else None
-    match = table.match(method, host, path, environ)
-    if match is None:
+    admission = admit(request, snapshot.routes)
+    if admission is None or not admission.ours:
         return None
-    refusal = host_refusal(request, host)
-    if refusal is not None:
-        return _refuse(request, refusal)
-    return handle(new_exchange(request, path, host, match, snapshot))
+    if admission.refusal is not None:
+        return _refuse(request, admission.refusal)
+    assert admission.match is not None  # a match, since nothing refused it
+    return handle(new_exchange(request, admission.path, admission.host, admission.match, snapshot))
 
 
 def _refuse(request: HttpRequest, error: GatewayError) -> HttpResponseBase:

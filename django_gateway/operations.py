@@ -14,17 +14,18 @@ from typing import Any
 from urllib.parse import unquote_to_bytes, urlsplit
 
 from django.core.exceptions import ValidationError
+from django.core.handlers.wsgi import WSGIRequest
 from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from .admission import admit
 from .auth.key_store import generate_key
 from .discovery.client import consul_client, explain_error
 from .discovery.sync import SyncPlan, read_catalog, sync_services
-from .exceptions import BadRequest
 from .explain import Explanation, explain
 from .models import APIKey, Consumer
-from .paths import canonical_path, raw_request_path, refusal_probe_path
+from .paths import canonical_path, raw_request_path
 from .proxy.pool import Endpoint
 from .revision import bump_revision
 from .routing import RouteTable
@@ -248,20 +249,33 @@ def explain_request(
     *,
     remote_addr: str = "127.0.0.1",
     table: RouteTable | None = None,
+    consumer: str | None = None,
 ) -> Explanation:
     """Which route takes ``METHOD URL``, why the others do not, and what would go upstream.
 
     The path is canonicalised exactly as the middleware does it; a path it would refuse raises
-    :class:`InvalidPath`. ``table`` defaults to one built fresh from the database.
+    :class:`InvalidPath`. ``table`` defaults to one built fresh from the database. ``consumer``
+    (a username) shows the rate limits as they count that consumer, its plan included.
     """
     environ = request_environ(method, url, headers, remote_addr=remote_addr)
-    table = table if table is not None else build_snapshot().routes
+    snapshot = build_snapshot() if table is None or consumer else None
+    if table is None:
+        assert snapshot is not None
+        table = snapshot.routes
+    consumer_config = None
+    if consumer and snapshot is not None:
+        named = (c for c in snapshot.consumers.values() if c.username == consumer)
+        consumer_config = next(named, None)
+        if consumer_config is None:
+            raise InvalidRequest(f"No enabled consumer is named {consumer!r}.")
+    admission = admit(WSGIRequest(environ), table)  # the middleware's own verdict
+    if admission is not None and admission.match is None:
+        assert admission.refusal is not None
+        raise InvalidPath(admission.refusal.detail, admission.path, admission.probed_route)
     method, host = environ["REQUEST_METHOD"], environ["HTTP_HOST"]
-    raw_path, decoded = raw_request_path(environ)
-    try:
+    if admission is not None:
+        path = admission.path
+    else:  # no route: the explanation still says why each one lost
+        raw_path, decoded = raw_request_path(environ)
         path = canonical_path(raw_path, decoded=decoded)
-    except BadRequest as error:
-        probe = refusal_probe_path(environ)  # what the middleware asks the table, exactly
-        routed = table.match(method, host, probe, environ)
-        raise InvalidPath(error.detail, probe, routed.route.name if routed else None) from error
-    return explain(table, method, host, path, environ)
+    return explain(table, method, host, path, environ, consumer_config)

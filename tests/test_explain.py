@@ -305,7 +305,7 @@ def test_service_without_targets_is_a_503():
     result = explain_request("GET", "http://h.example.com/api/x")
     assert result.upstream.url is None
     assert result.upstream.target == "/x"
-    assert result.refusal == "503 Service Unavailable: service 'svc' has no enabled targets"
+    assert result.refusal == "503 Service Unavailable: Service 'svc' has no enabled targets."
     assert all(name != "Host" for name, _ in result.upstream.headers)
 
 

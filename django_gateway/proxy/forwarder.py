@@ -19,15 +19,12 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from functools import lru_cache, partial
-from urllib.parse import unquote_plus
+from functools import partial
 
 from django.http.response import HttpResponseBase
 
-from ..balancing import LOAD_AWARE, InFlight, hash_key
 from ..conf import gateway_settings
-from ..config import CompiledRoute, Instance
-from ..discovery import instances_for
+from ..config import Instance
 from ..exceptions import (
     GatewayError,
     ServiceUnavailable,
@@ -35,18 +32,16 @@ from ..exceptions import (
     UpstreamConnectTimeout,
 )
 from ..exchange import Exchange
-from ..paths import encode_path
 from ..runtime import runtime
-from .body import RequestBody, request_body
+from ..selection import Choice, choose
+from .body import RequestBody
 from .headers import (
     ForwardContext,
     LocationRewrite,
-    environ_headers,
-    identity_headers,
-    request_headers,
     response_headers,
 )
-from .pool import Endpoint, endpoint_for
+from .plan import UpstreamPlan, headers_for, plan_request
+from .pool import Endpoint
 from .response import build_response
 from .transport import (
     NoResponse,
@@ -59,76 +54,6 @@ from .transport import (
 logger = logging.getLogger(__name__)
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"})
-
-
-def upstream_path(exchange: Exchange) -> str:
-    match = exchange.match
-    base = match.route.service.path
-    rest = match.remainder if match.route.strip_path else exchange.path
-    return (base + rest) or "/"
-
-
-def body_limit(route: CompiledRoute) -> int | None:
-    """The largest request body the route accepts: its own limit, else ``MAX_BODY_SIZE``."""
-    return (
-        route.max_body_size if route.max_body_size is not None else gateway_settings.MAX_BODY_SIZE
-    )
-
-
-def upstream_target(exchange: Exchange) -> str:
-    """The request-line target: the canonical path re-encoded, the query byte for byte (less a
-    credential that ``hide_credentials`` removes)."""
-    query = exchange.environ.get("QUERY_STRING", "")
-    hidden = exchange.credential_use.query_param
-    if hidden and query and exchange.route.hide_credentials:
-        query = without_query_param(query, hidden)
-    return encode_path(upstream_path(exchange)) + ("?" + query if query else "")
-
-
-def without_query_param(query: str, name: str) -> str:
-    """``query`` minus every ``name=...`` item; the other items are kept byte for byte."""
-    return "&".join(
-        item for item in query.split("&") if unquote_plus(item.partition("=")[0]) != name
-    )
-
-
-def forward_context(exchange: Exchange) -> ForwardContext:
-    """What the upstream is told about the request; ``upstream_host`` is set per instance."""
-    route, environ = exchange.route, exchange.environ
-    used = exchange.credential_use
-    hide = route.hide_credentials and bool(used)
-    return ForwardContext(
-        peer=exchange.peer,
-        client_ip=exchange.client_ip,
-        peer_trusted=exchange.peer_trusted,
-        scheme=exchange.request.scheme,
-        host=exchange.host,
-        port=str(environ.get("SERVER_PORT", "")),
-        prefix=exchange.match.matched if route.strip_path else "",
-        upstream_host="",
-        preserve_host=route.preserve_host,
-        request_id=exchange.request_id,
-        request_id_header=gateway_settings.REQUEST_ID_HEADER,
-        via=gateway_settings.VIA,
-        identity=identity_headers(exchange.identity),
-        hidden_headers=frozenset(used.headers) if hide else frozenset(),
-        hidden_cookie=used.cookie if hide else None,
-    )
-
-
-def _timeouts(exchange: Exchange) -> Timeouts:
-    route, service = exchange.route, exchange.route.service
-    return _timeouts_for(
-        route.connect_timeout or service.connect_timeout,
-        route.read_timeout or service.read_timeout,
-        route.timeout or service.timeout,
-        route.max_response_duration,
-    )
-
-
-@lru_cache(maxsize=1024)
-def _timeouts_for(connect: float, read: float, total: float, response: float | None) -> Timeouts:
-    return Timeouts(connect=connect, read=read, total=total, response=response)
 
 
 def _log_cut(exchange: Exchange, cut: ResponseCut) -> None:
@@ -178,116 +103,70 @@ def _may_retry(error: GatewayError, exchange: Exchange, body: RequestBody | None
     return isinstance(error, NoResponse) and _resendable(exchange)
 
 
-def _pick(exchange: Exchange, tried: set[Instance]) -> Instance:
-    service = exchange.route.service
-    instances = instances_for(service, runtime.watchers)
-    name = service.name
-    if len(instances) == 1:  # nothing to balance
-        instance = instances[0]
-        if instance not in tried and runtime.ejections.begin((name, instance.host, instance.port)):
-            return instance
-        raise ServiceUnavailable(
-            f"The only instance of service {name!r} is ejected after failures.",
-            retry_after=runtime.ejections.retry_after([(name, instance.host, instance.port)]),
-        )
-    kind = service.load_balancing
-    balancer = runtime.balancers.for_service(name, instances, kind)
-    key = hash_key(service, exchange) if kind == "consistent_hash" else None
-    skipped: set[Instance] = set()
-    while True:
-        instance = balancer.pick(
-            lambda i: (
-                i not in tried
-                and i not in skipped
-                and runtime.ejections.available((name, i.host, i.port))
-            ),
-            key,
-        )
-        if instance is None:
-            keys = [(name, i.host, i.port) for i in instances]
-            raise ServiceUnavailable(
-                f"Every instance of service {service.name!r} is ejected after failures.",
-                retry_after=runtime.ejections.retry_after(keys),
-            )
-        if runtime.ejections.begin((name, instance.host, instance.port)):
-            return instance
-        skipped.add(instance)  # another thread took its probe slot a moment ago
-
-
-def _count_until_finished(
-    response: HttpResponseBase, upstream: UpstreamResponse, in_flight: InFlight, instance: Instance
-) -> None:
-    """End the try's in-flight count when its response is finished: now for a body that came
-    with the head, else when the WSGI server closes the response (the body fully sent, or the
-    client gone). Django runs ``_resource_closers`` exactly once, from ``close()``."""
-    if upstream.complete:
-        in_flight.release(instance)
-    else:
-        response._resource_closers.append(partial(in_flight.release, instance))  # type: ignore[attr-defined]
-
-
 def forward(exchange: Exchange) -> HttpResponseBase:
-    route, service, environ = exchange.route, exchange.route.service, exchange.environ
-    body = request_body(environ, body_limit(route))
-    target = upstream_target(exchange)
-    ctx = forward_context(exchange)
-    headers = request_headers(environ_headers(environ), ctx)
-    timeouts = _timeouts(exchange)
+    """The forwarding stage: plan, then for each try choose an instance, send, record how it
+    went, and respond (or try again where the retry policy allows)."""
+    plan = plan_request(exchange)
+    service = exchange.route.service
     tried: set[Instance] = set()
-    # In-flight counts are kept only for the algorithms that read them (per process, DESIGN §5).
-    in_flight = (
-        runtime.balancers.in_flight(service.name) if service.load_balancing in LOAD_AWARE else None
-    )
     last_error: GatewayError | None = None
     started = time.monotonic()
     for attempt in range(1 + service.retries):
-        if attempt and time.monotonic() - started >= timeouts.total:
+        if attempt and time.monotonic() - started >= plan.timeouts.total:
             break  # retries never start once the route's deadline has passed
         try:
-            instance = _pick(exchange, tried)
+            choice = choose(exchange, tried)
         except ServiceUnavailable:
             if last_error is not None:
                 raise last_error from None
             raise
-        tried.add(instance)
-        key = (service.name, instance.host, instance.port)
-        endpoint = endpoint_for(service.protocol, instance.host, instance.port, service.tls_verify)
-        if not (route.preserve_host and ctx.host):  # HTTP/1.0 clients may send no Host
-            headers[0] = ("Host", endpoint.host_header)
-        exchange.upstream = endpoint.host_header
+        tried.add(choice.instance)
+        exchange.upstream = choice.endpoint.host_header
         exchange.tries += 1
-        request = UpstreamRequest(exchange.method, target, headers, body)
-        if in_flight is not None:
-            in_flight.acquire(instance)
+        headers = headers_for(plan, choice.endpoint)
+        request = UpstreamRequest(exchange.method, plan.target, headers, plan.body)
         try:
-            upstream = _send(endpoint, request, timeouts, exchange, body)
-        except BaseException as error:
-            if in_flight is not None:
-                in_flight.release(instance)
-            if not isinstance(error, GatewayError):
-                raise
+            upstream = _send(choice.endpoint, request, plan.timeouts, exchange, plan.body)
+        except GatewayError as error:
             if error.status < 500:  # the client's fault (its body), not the instance's
-                runtime.ejections.release_probe(key)
+                choice.not_its_fault()
                 raise
-            runtime.ejections.failure(key)
+            choice.failed()
             last_error = error
-            if _may_retry(error, exchange, body):
+            if _may_retry(error, exchange, plan.body):
                 continue
             raise
-        runtime.ejections.success(key)
-        if route.max_response_duration is not None and not upstream.complete:
-            upstream.on_cut = partial(_log_cut, exchange)
-        rewrite_location = _location_rewriter(ctx, endpoint, service.path)
-        response = build_response(
-            upstream,
-            response_headers(upstream.headers, ctx, rewrite_location),
-            head_only=exchange.method == "HEAD",
-        )
-        if in_flight is not None:
-            _count_until_finished(response, upstream, in_flight, instance)
-        return response
+        except BaseException:
+            choice.finished()
+            raise
+        choice.succeeded()
+        return _respond(exchange, plan, choice, upstream)
     assert last_error is not None
     raise last_error
+
+
+def _respond(
+    exchange: Exchange, plan: UpstreamPlan, choice: Choice, upstream: UpstreamResponse
+) -> HttpResponseBase:
+    """The client's response; the try's in-flight count ends when that response is finished:
+    now for a body that came with the head, else when the WSGI server closes the response (the
+    body fully sent, or the client gone). Django runs ``_resource_closers`` once, from
+    ``close()``."""
+    route = exchange.route
+    if route.max_response_duration is not None and not upstream.complete:
+        upstream.on_cut = partial(_log_cut, exchange)
+    rewrite_location = _location_rewriter(plan.context, choice.endpoint, route.service.path)
+    response = build_response(
+        upstream,
+        response_headers(upstream.headers, plan.context, rewrite_location),
+        head_only=exchange.method == "HEAD",
+    )
+    if choice.in_flight is not None:
+        if upstream.complete:
+            choice.finished()
+        else:
+            response._resource_closers.append(choice.finished)  # type: ignore[attr-defined]
+    return response
 
 
 def _send(

@@ -110,7 +110,7 @@ def test_test_route_names_the_winner_the_losers_and_the_upstream(routes):
         r"regex ~^/api/v\d+ does not match"
     ) in lines
     assert (
-        "the gateway would answer 503 Service Unavailable: service 'empty' has no enabled targets"
+        "the gateway would answer 503 Service Unavailable: Service 'empty' has no enabled targets."
         in lines
     )
     assert "  GET (no target) /orders/7?page=2&sort=-id" in lines

@@ -250,6 +250,6 @@ def test_hidden_credentials_are_not_forwarded():
     ],
 )
 def test_hidden_query_parameter_is_removed_and_the_rest_kept_byte_for_byte(query, expected):
-    from django_gateway.proxy.forwarder import without_query_param
+    from django_gateway.proxy.plan import without_query_param
 
     assert without_query_param(query, "apikey") == expected

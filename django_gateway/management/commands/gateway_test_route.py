@@ -42,6 +42,11 @@ class Command(BaseCommand):
             default="127.0.0.1",
             help="The client address the gateway would see (REMOTE_ADDR). Default: 127.0.0.1.",
         )
+        parser.add_argument(
+            "--consumer",
+            metavar="USERNAME",
+            help="List the rate limits as they would count this consumer (its plan included).",
+        )
         parser.add_argument("--json", action="store_true", help="Print JSON instead of text.")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -51,6 +56,7 @@ class Command(BaseCommand):
                 options["url"],
                 options["headers"],
                 remote_addr=options["remote_addr"],
+                consumer=options["consumer"],
             )
         except InvalidPath as error:
             raise CommandError(_invalid_path(error), returncode=2) from error
@@ -89,7 +95,7 @@ def _report(result: Explanation) -> list[str]:
             lines.append(
                 f"  matched {host}, path {winner.path}; remainder {match.remainder or '-'}"
             )
-        lines.extend(f"  access: {rule}" for rule in access_rules(route))
+        lines.extend(f"  access: {rule}" for rule in access_rules(route, result.consumer))
     if result.losers:
         lines.append("other routes:")
         width = max(len(lost.route.name) for lost in result.losers)
