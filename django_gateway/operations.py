@@ -21,8 +21,8 @@ from django.utils import timezone
 
 from .admission import admit
 from .auth.key_store import generate_key
+from .consul_sync.sync import SyncPlan, read_catalog, sync_services
 from .discovery.client import consul_client, explain_error
-from .discovery.sync import SyncPlan, read_catalog, sync_services
 from .explain import Explanation, explain
 from .models import APIKey, Consumer
 from .paths import canonical_path, raw_request_path

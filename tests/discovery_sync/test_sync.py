@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from django.core.management import CommandError, call_command
 
+from django_gateway.consul_sync.sync import plan_sync, sync_services, watch_catalog
+from django_gateway.consul_sync.tags import parse_tags
 from django_gateway.discovery.client import consul_client
-from django_gateway.discovery.sync import plan_sync, sync_services, watch_catalog
-from django_gateway.discovery.tags import parse_tags
 from django_gateway.models import Route, Service
 from django_gateway.runtime import runtime
 from django_gateway.testing.consul import ConsulDouble

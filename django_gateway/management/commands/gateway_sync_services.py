@@ -10,8 +10,8 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 from django.db import close_old_connections
 
+from ...consul_sync.sync import SyncPlan, sync_services, watch_catalog
 from ...discovery.client import consul_client, explain_error
-from ...discovery.sync import SyncPlan, sync_services, watch_catalog
 from ...operations import ConsulSyncError, sync_from_consul
 from ...runtime import runtime
 

@@ -35,15 +35,15 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
+from ..discovery.client import explain_error
+from ..discovery.watcher import follow
 from ..metrics import Counters
 from ..models import Route, Service
 from ..models.services import Discovery, Source
 from ..revision import bump_revision
-from .client import explain_error
 from .plan import Change, SyncPlan, update, validated
 from .routeplan import Slot, find_conflicts, match_routes, plan_routes
 from .tags import Problem, parse_tags
-from .watcher import follow
 
 __all__ = [
     "Change",
