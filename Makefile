@@ -30,6 +30,7 @@ bench-flapping: $(VENV)/.installed
 lint: $(VENV)/.installed
 	$(BIN)/ruff check django_gateway tests benchmarks example_project
 	$(BIN)/ruff format --check django_gateway tests benchmarks example_project
+	$(BIN)/lint-imports
 
 docs: $(VENV)/.installed
 	$(BIN)/mkdocs build --strict

@@ -20,8 +20,10 @@ from typing import Any
 
 from django.conf import settings
 from django.core import checks
+from django.db import DatabaseError
 
 from .conf import DJANGO_REDIS_BACKEND
+from .models import RateLimit
 from .settings_table import DEFAULTS, SETTINGS
 
 MIDDLEWARE_PATH = "django_gateway.middleware.GatewayMiddleware"
@@ -201,10 +203,6 @@ def check_rate_limit_cache(
 
 
 def _rate_limits_exist(databases: Sequence[str]) -> bool:
-    from django.db import DatabaseError
-
-    from .models import RateLimit
-
     try:
         return any(RateLimit.objects.using(db).filter(enabled=True).exists() for db in databases)
     except DatabaseError:  # not migrated yet
