@@ -23,11 +23,11 @@ from .admission import admit
 from .auth.key_store import generate_key
 from .consul_sync.sync import SyncPlan, read_catalog, sync_services
 from .discovery.client import consul_client, explain_error
-from .explain import Explanation, explain
 from .models import APIKey, Consumer
 from .paths import canonical_path, raw_request_path
 from .proxy.pool import Endpoint
 from .revision import bump_revision
+from .route_tester import Explanation, explain
 from .routing import RouteTable
 from .snapshot import build_snapshot
 

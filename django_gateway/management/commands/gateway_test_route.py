@@ -11,8 +11,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from ...explain import Explanation, access_rules
 from ...operations import InvalidPath, InvalidRequest, explain_request
+from ...route_tester import Explanation, access_rules
 
 NO_ROUTE = "no route: Django would serve this request"
 

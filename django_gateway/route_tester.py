@@ -1,4 +1,4 @@
-"""Why a request goes where it goes: the engine behind ``gateway_test_route``.
+"""The route tester (``manage.py gateway_test_route``): why a request goes where it goes.
 
 The winner always comes from :meth:`RouteTable.match`, the matcher that serves traffic, so the
 tester can never disagree with the gateway about *which* route wins. This module only explains:

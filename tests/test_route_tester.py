@@ -9,7 +9,6 @@ import pytest
 from django.test import override_settings
 from django.test.client import ClientHandler
 
-from django_gateway.explain import Precedence, explain, precedence_key
 from django_gateway.operations import (
     InvalidPath,
     InvalidRequest,
@@ -17,6 +16,7 @@ from django_gateway.operations import (
     request_environ,
     route_rows,
 )
+from django_gateway.route_tester import Precedence, explain, precedence_key
 from django_gateway.routing import RouteTable, _make_entry
 from django_gateway.snapshot import build_snapshot
 from tests.conftest import compiled_route, make_route, make_service
