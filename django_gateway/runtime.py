@@ -67,7 +67,7 @@ class Runtime:
         self.snapshots = SnapshotHolder()
         self.ejections = Ejections()
         self.balancers = Balancers()
-        self.failures = FailureCounter()
+        self.failures = FailureCounter(lambda: self.limiter)
         self.jwks = JWKSCache()
         self.outage_warnings = OutageWarnings()
         self._fresh_process()

@@ -2,24 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 
-from django_gateway.auth.bruteforce import FailureCounter
+from django_gateway.auth.bruteforce import FailureCounter, failure_key
 from django_gateway.exceptions import TooManyRequests
+from django_gateway.runtime import runtime
+from django_gateway.throttling.base import LimiterUnavailable
 
 
 @pytest.fixture
 def counter(settings, monkeypatch):
     settings.GATEWAY = {**settings.GATEWAY, "AUTH_FAILURE_LIMIT": 3, "AUTH_FAILURE_WINDOW": 60}
-    counter = FailureCounter()
+    counter = FailureCounter(lambda: runtime.limiter)
     now = [1000.0]
     monkeypatch.setattr(counter, "clock", lambda: now[0])
     counter.now = now
     yield counter
-    from django.core.cache import cache
-
-    for ip in ("198.51.100.1", "198.51.100.2"):
-        cache.delete(f"django_gateway:authfail:{ip}")
+    with contextlib.suppress(LimiterUnavailable):
+        runtime.limiter.reset([failure_key(ip) for ip in ("198.51.100.1", "198.51.100.2")])
 
 
 def test_blocked_after_the_limit_until_the_window_ends(counter):
@@ -36,7 +38,7 @@ def test_blocked_after_the_limit_until_the_window_ends(counter):
 
 
 def test_a_second_process_learns_from_the_shared_count(counter):
-    other = FailureCounter()  # another worker: same cache, its own block list
+    other = FailureCounter(lambda: runtime.limiter)  # another worker: its own block list
     for _ in range(3):
         counter.record_failure("198.51.100.1")
     other.check("198.51.100.1")  # it has not seen a failure yet
