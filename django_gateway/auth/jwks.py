@@ -18,11 +18,11 @@ from __future__ import annotations
 import json
 import logging
 import socket
+import ssl
 import threading
 import time
 from dataclasses import dataclass
 from http.client import HTTPConnection, HTTPException, HTTPSConnection
-from typing import Any
 from urllib.parse import urlsplit
 
 from cryptography import x509
@@ -109,15 +109,12 @@ def _safe_url(url: str) -> str:
     return parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
 
 
-def _checked_connection(
-    address: tuple[str, int], timeout: Any = None, source_address: Any = None
-) -> socket.socket:
-    """Connect only to addresses the upstream policy allows (netpolicy.allowed_addresses), so
-    DNS cannot be rebound between the check and the connection."""
-    host, port = address
-    infos = allowed_addresses(host, port)
+def _checked_socket(host: str, port: int, timeout: float | None) -> socket.socket:
+    """A socket connected to one of the addresses the upstream policy allows for ``host``
+    (netpolicy.allowed_addresses): the very addresses checked, so DNS cannot be rebound between
+    the check and the connection."""
     error: OSError = OSError(f"{host} did not resolve")
-    for family, kind, proto, _, sockaddr in infos:
+    for family, kind, proto, _, sockaddr in allowed_addresses(host, port):
         sock = socket.socket(family, kind, proto)
         try:
             sock.settimeout(timeout)
@@ -129,13 +126,39 @@ def _checked_connection(
     raise error
 
 
+class _CheckedHTTPConnection(HTTPConnection):
+    """http.client over :func:`_checked_socket`. ``connect()`` is the documented method a
+    subclass overrides to decide how the connection is opened; requests, the ``Host`` header
+    and response parsing stay http.client's."""
+
+    def connect(self) -> None:
+        self.sock = _checked_socket(self.host, self.port, self.timeout)
+
+
+class _CheckedHTTPSConnection(HTTPSConnection):
+    """The same over TLS. The socket goes to the checked IP address, while SNI and the
+    certificate check use the URL's host name, as a plain ``HTTPSConnection`` would."""
+
+    def __init__(self, host: str, port: int, *, timeout: float) -> None:
+        # What HTTPSConnection makes when given no context: system CAs, host name checked.
+        self.tls = ssl.create_default_context()
+        self.tls.set_alpn_protocols(["http/1.1"])
+        super().__init__(host, port, timeout=timeout, context=self.tls)
+
+    def connect(self) -> None:
+        sock = _checked_socket(self.host, self.port, self.timeout)
+        try:
+            self.sock = self.tls.wrap_socket(sock, server_hostname=self.host)
+        except BaseException:
+            sock.close()
+            raise
+
+
 def fetch_document(url: str, timeout: float) -> bytes:
     """GET ``url`` (no redirects, no proxies), at most ``MAX_DOCUMENT_BYTES`` within ``timeout``."""
     scheme, host, port, path = check_url(url)
-    connection = (HTTPSConnection if scheme == "https" else HTTPConnection)(
-        host, port, timeout=timeout
-    )
-    connection._create_connection = _checked_connection  # type: ignore[attr-defined]
+    connection_class = _CheckedHTTPSConnection if scheme == "https" else _CheckedHTTPConnection
+    connection = connection_class(host, port, timeout=timeout)
     deadline = time.monotonic() + timeout
     try:
         connection.request(

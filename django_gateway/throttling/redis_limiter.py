@@ -33,14 +33,16 @@ import socket
 import ssl
 import time
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from importlib.resources import files
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis
+from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from redis.backoff import NoBackoff
-from redis.connection import ConnectionInterface
+from redis.connection import Connection, ConnectionInterface
 from redis.exceptions import MaxConnectionsError, NoScriptError
 from redis.retry import Retry
 from redis.sentinel import SentinelConnectionPool
@@ -65,12 +67,10 @@ if HIREDIS_AVAILABLE:  # a version redis-py accepts, so its parser is hiredis to
 
     _hiredis_pack = hiredis.pack_command
 
-#: Connection settings of the source pool that are ours to choose, not the cache's.
+#: Connection settings that are ours to choose, not the cache's.
 _OVERRIDDEN = frozenset(
     {"socket_timeout", "socket_connect_timeout", "retry", "retry_on_timeout", "retry_on_error"}
 )
-#: Per-pool plumbing redis-py adds to ``connection_kwargs``; a new pool makes its own.
-_PLUMBING_PREFIXES = ("maint_notifications", "orig_", "oss_cluster", "himport", "event_dispatcher")
 
 
 class RedisLimiter(Limiter):
@@ -87,7 +87,7 @@ class RedisLimiter(Limiter):
         self.pool = pool
         self.retry_interval = retry_interval
         self._open_until = 0.0  # the breaker is open (fails fast) until this clock reading
-        self._idle: list[ConnectionInterface] = []
+        self._idle: list[Connection] = []
         _limiters.add(self)  # a forked child drops the parent's sockets (_forget_connections)
 
     def reset(self, keys: Sequence[str]) -> int:
@@ -130,7 +130,7 @@ class RedisLimiter(Limiter):
         self._idle.append(conn)
         return reply
 
-    def _acquire(self) -> ConnectionInterface:
+    def _acquire(self) -> Connection:
         try:
             return self._idle.pop()
         except IndexError:
@@ -141,9 +141,9 @@ class RedisLimiter(Limiter):
             raise LimiterUnavailable(f"No free Redis connection: {exc}") from exc
         except Exception as exc:  # refused, timed out, or a handshake redis-py could not parse
             raise self._failed(exc) from exc
-        sock = getattr(conn, "_sock", None)
+        sock = _socket(conn)
         timeout = self.pool.connection_kwargs.get("socket_timeout")
-        if isinstance(sock, socket.socket) and not isinstance(sock, ssl.SSLSocket) and timeout:
+        if sock is not None and not isinstance(sock, ssl.SSLSocket) and timeout:
             sock.settimeout(None)  # kernel timeouts: no poll() before every send and receive
             set_kernel_timeouts(sock, timeout)
         return conn
@@ -166,14 +166,34 @@ def _forget_connections() -> None:
 os.register_at_fork(after_in_child=_forget_connections)
 
 
+def _socket(conn: ConnectionInterface) -> socket.socket | None:
+    """The connection's socket, ``None`` while disconnected.
+
+    redis-py's ``Connection._sock``: there is no public way to reach the socket, and the two uses
+    of a plain TCP one were measured against the public alternatives (client CPU per ``hit``
+    against a local Redis, best of 40 rounds of 3,000, two runs; system calls counted by strace):
+
+    * kernel timeouts (:meth:`RedisLimiter._acquire`) instead of redis-py's socket timeouts:
+      3 system calls per hit instead of 5 with the hiredis parser (21.0 to 21.5 µs against
+      22.1 to 22.6) and instead of 7 with the pure-Python parser (25.5 to 26.3 µs against
+      31.7 to 32.2);
+    * ``select()`` for idle staleness (:func:`_refresh`) instead of ``Connection.can_read()``:
+      the same 1.3 µs with hiredis, but the pure-Python parser's ``can_read()`` puts the socket
+      back into timeout mode, undoing the kernel timeouts (32.1 to 32.9 µs per hit, not 25.5
+      to 26.3).
+    """
+    sock = getattr(conn, "_sock", None)
+    return sock if isinstance(sock, socket.socket) else None
+
+
 def _refresh(conn: ConnectionInterface) -> None:
     """Reconnect a kept connection that Redis closed while it was idle (a restart, a timeout)."""
-    sock = getattr(conn, "_sock", None)
+    sock = _socket(conn)
     if sock is None:
         return  # disconnected: the next send connects again
     if not isinstance(sock, ssl.SSLSocket):
-        stale = is_stale(sock)  # one select(); can_read() would flip the socket's timeout mode
-    else:
+        stale = is_stale(sock)  # one select(), leaving the socket's timeout mode alone
+    else:  # TLS may hold decrypted bytes above the socket, which select() cannot see
         try:
             stale = conn.can_read()  # True (or an error) when closed, or when data is left unread
         except redis.ConnectionError:
@@ -196,9 +216,15 @@ def pool_from_django_cache(
 
     The cache's own pool is left alone: its timeouts suit the cache, not the hot path, and
     redis-py's default retries would turn a black-holed Redis into seconds of stall per request.
+    The new pool is made from the cache's settings the way django-redis makes its own (the
+    first ``LOCATION``, the connection factory's ``make_connection_params`` for ``OPTIONS``,
+    then ``CONNECTION_POOL_KWARGS``), not copied from the live pool: its ``connection_kwargs``
+    also hold objects redis-py creates for that one pool, under names that change between
+    releases.
     """
     from django.core.cache import InvalidCacheBackendError
     from django_redis import get_redis_connection
+    from django_redis.pool import get_connection_factory
 
     try:
         source = get_redis_connection(alias).connection_pool
@@ -211,15 +237,27 @@ def pool_from_django_cache(
         raise ImproperlyConfigured(
             f"Rate limiting cannot use CACHES[{alias!r}]: Redis Sentinel is not supported yet."
         )
-    kwargs = {
-        key: value
-        for key, value in source.connection_kwargs.items()
-        if key not in _OVERRIDDEN and not key.startswith(_PLUMBING_PREFIXES)
-    }
-    return redis.ConnectionPool(
-        connection_class=source.connection_class,
+    config: Mapping[str, Any] = settings.CACHES[alias]
+    options: dict[str, Any] = config.get("OPTIONS", {})
+    params = get_connection_factory(options).make_connection_params(
+        _primary_url(config["LOCATION"])
+    )
+    kwargs = {**params, **options.get("CONNECTION_POOL_KWARGS", {})}
+    # Ours go to the constructor rather than into the pool's connection_kwargs afterwards:
+    # redis-py keeps the constructor's timeouts as the ones a maintenance notification restores.
+    return redis.ConnectionPool.from_url(
+        **{key: value for key, value in kwargs.items() if key not in _OVERRIDDEN},
         socket_timeout=socket_timeout,
         socket_connect_timeout=connect_timeout,
         retry=Retry(NoBackoff(), 0),
-        **kwargs,
     )
+
+
+def _primary_url(location: str | Sequence[str]) -> str:
+    """The server django-redis writes to (the first of ``LOCATION``), without the query options
+    that are ours: ``ConnectionPool.from_url`` lets the URL's query win over its arguments."""
+    first = (location.split(",") if isinstance(location, str) else list(location))[0]
+    parts = urlsplit(first)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    kept = urlencode([(name, value) for name, value in query if name not in _OVERRIDDEN])
+    return urlunsplit(parts._replace(query=kept))

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import logging
 import socket
+import ssl
 import threading
 import time
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from jwt.algorithms import get_default_algorithms
 
 from django_gateway.auth import jwks
@@ -259,3 +264,133 @@ def test_a_fetch_never_sees_the_token(client, echo, route, keys, issuer):
     assert through(client, echo, token)
     (fetch,) = issuer.requests
     assert all(token not in value for _, value in fetch.headers)
+
+
+# Where a fetch connects: the checked address, with TLS checked against the URL's host name.
+
+
+def resolving(monkeypatch, name: str, *addresses: str) -> list[str]:
+    """Make ``name`` resolve to ``addresses`` (in that order); returns the names looked up."""
+    real, looked_up = socket.getaddrinfo, []
+
+    def getaddrinfo(host, port, *args, **kwargs):
+        if host != name:
+            return real(host, port, *args, **kwargs)
+        looked_up.append(host)
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (ip, port)) for ip in addresses]
+
+    monkeypatch.setattr(jwks.socket, "getaddrinfo", getaddrinfo)
+    return looked_up
+
+
+def test_a_fetch_connects_to_the_allowed_address_it_checked(monkeypatch, keys):
+    document = {"keys": [jwk(keys["RS256"], "a")]}
+    with EchoUpstream(responder=json_reply(document)) as server:
+        looked_up = resolving(monkeypatch, "idp.example", "169.254.169.254", "127.0.0.1")
+        body = jwks.fetch_document(f"http://idp.example:{server.port}{JWKS_PATH}", 2.0)
+        (fetch,) = server.requests
+    assert json.loads(body) == document
+    assert fetch.header("Host") == f"idp.example:{server.port}"  # the name, not the address
+    assert looked_up == ["idp.example"]  # resolved once, by the check: nothing re-resolves it
+
+
+def _certificate(
+    subject: str, key, issuer: x509.Certificate | None, issuer_key
+) -> x509.Certificate:
+    now = datetime.datetime.now(datetime.UTC)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
+    is_ca = issuer is None
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name if is_ca else issuer.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.BasicConstraints(ca=is_ca, path_length=None), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()),
+            critical=False,
+        )
+    )
+    if is_ca:
+        builder = builder.add_extension(
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False), True
+        )
+    else:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([x509.DNSName(subject)]), critical=False
+        ).add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+    return builder.sign(issuer_key, hashes.SHA256())
+
+
+class TLSIssuer(EchoUpstream):
+    """A JWKS endpoint over TLS on 127.0.0.1 presenting ``certificate``; records each SNI name."""
+
+    def __init__(self, responder, certificate: x509.Certificate, key, tmp_path) -> None:
+        super().__init__(responder=responder)
+        chain, key_file = tmp_path / "server.pem", tmp_path / "server.key"
+        chain.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+        key_file.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+        self.server_names: list[str | None] = []
+        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.context.load_cert_chain(chain, key_file)
+        self.context.sni_callback = lambda _sock, name, _context: self.server_names.append(name)
+
+    def _serve(self, sock: socket.socket, connection_id: int) -> None:
+        try:
+            tls = self.context.wrap_socket(sock, server_side=True)
+        except OSError:  # the client refused the certificate
+            return
+        super()._serve(tls, connection_id)
+
+
+@pytest.fixture
+def trusted_ca(tmp_path, monkeypatch):
+    """A CA the client trusts (through OpenSSL's SSL_CERT_FILE, as a deployment could)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    ca = _certificate("django-gateway test CA", key, None, key)
+    (tmp_path / "ca.pem").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "ca.pem"))
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+    return ca, key
+
+
+@pytest.mark.parametrize(
+    ("certified_name", "signed_by_the_trusted_ca", "problem"),
+    [
+        ("idp.test", True, None),
+        ("other.test", True, "match|mismatch"),  # a valid certificate for another name
+        ("idp.test", False, "certificate verify failed"),  # a name nobody vouches for
+    ],
+)
+def test_https_checks_the_certificate_against_the_url_host_name(
+    monkeypatch, tmp_path, keys, trusted_ca, certified_name, signed_by_the_trusted_ca, problem
+):
+    ca, ca_key = trusted_ca
+    if not signed_by_the_trusted_ca:
+        ca_key = ec.generate_private_key(ec.SECP256R1())
+        ca = _certificate("someone else", ca_key, None, ca_key)
+    server_key = ec.generate_private_key(ec.SECP256R1())
+    certificate = _certificate(certified_name, server_key, ca, ca_key)
+    document = {"keys": [jwk(keys["RS256"], "a")]}
+    with TLSIssuer(json_reply(document), certificate, server_key, tmp_path) as server:
+        resolving(monkeypatch, "idp.test", "127.0.0.1")
+        url = f"https://idp.test:{server.port}{JWKS_PATH}"
+        if problem:
+            with pytest.raises(ssl.SSLCertVerificationError, match=problem):
+                jwks.fetch_document(url, 2.0)
+            assert server.request_count == 0
+        else:
+            assert json.loads(jwks.fetch_document(url, 2.0)) == document
+            (fetch,) = server.requests
+            assert fetch.header("Host") == f"idp.test:{server.port}"
+        assert server.server_names == ["idp.test"]  # SNI names the host, never the address

@@ -17,6 +17,7 @@ import pytest
 import redis
 from django.core.exceptions import ImproperlyConfigured
 from django.test import override_settings
+from django_redis import get_redis_connection
 
 from django_gateway.throttling import LimiterUnavailable, LimitSpec, RedisLimiter
 from django_gateway.throttling import redis_limiter as module
@@ -289,3 +290,46 @@ def test_pool_from_django_cache_needs_a_django_redis_cache(limits):
         pytest.raises(ImproperlyConfigured, match="django-redis"),
     ):
         pool_from_django_cache("limits", socket_timeout=0.1, connect_timeout=0.1)
+
+
+def test_pool_from_django_cache_timeouts_are_ours_wherever_the_cache_sets_them(
+    redis_client, prefix
+):
+    primary = f"redis://{REDIS_HOST}:{REDIS_PORT}/{REDIS_DB}"
+    query = "socket_timeout=9&socket_connect_timeout=9&retry_on_timeout=yes&health_check_interval=7"
+    cache = redis_cache(
+        f"{primary}?{query},redis://replica.invalid:6390/1",
+        SOCKET_CONNECT_TIMEOUT=9,
+        CONNECTION_POOL_KWARGS={"socket_timeout": 9, "socket_keepalive": True},
+    )
+    with override_settings(CACHES={"default": LOCMEM, "limits": cache}):
+        pool = pool_from_django_cache("limits", socket_timeout=0.1, connect_timeout=0.2)
+    kwargs = pool.connection_kwargs
+    assert (kwargs["host"], kwargs["port"], kwargs["db"]) == (REDIS_HOST, REDIS_PORT, REDIS_DB)
+    assert (kwargs["socket_timeout"], kwargs["socket_connect_timeout"]) == (0.1, 0.2)
+    assert "retry_on_timeout" not in kwargs and kwargs["retry"].get_retries() == 0
+    assert kwargs["health_check_interval"] == 7 and kwargs["socket_keepalive"] is True
+    assert RedisLimiter(pool).hit([LimitSpec(f"{prefix}a", 1, 60)]).allowed
+    pool.disconnect()
+
+
+def test_pool_from_django_cache_shares_no_per_pool_object_with_the_cache(redis_client, prefix):
+    """RESP3 makes redis-py add per-pool machinery (maintenance notifications) to a pool."""
+    location = f"redis://{REDIS_HOST}:{REDIS_PORT}/{REDIS_DB}"
+    cache = redis_cache(location, CONNECTION_POOL_KWARGS={"protocol": 3})
+    with override_settings(CACHES={"default": LOCMEM, "limits": cache}):
+        pool = pool_from_django_cache("limits", socket_timeout=0.1, connect_timeout=0.2)
+        source = get_redis_connection("limits").connection_pool
+    plain = (str, bytes, int, float, bool, type, type(None))
+    shared = [
+        name
+        for name, value in pool.connection_kwargs.items()
+        if not isinstance(value, plain) and source.connection_kwargs.get(name) is value
+    ]
+    assert shared == []
+    assert pool.connection_kwargs["protocol"] == 3
+    limiter = RedisLimiter(pool)
+    assert limiter.hit([LimitSpec(f"{prefix}a", 1, 60)]).allowed
+    (conn,) = limiter._idle
+    assert conn.socket_timeout == 0.1
+    pool.disconnect()
