@@ -6,7 +6,7 @@ VENV ?= .venv
 DJANGO ?= Django>=5.2,<5.3
 BIN := $(VENV)/bin
 
-.PHONY: demo test bench bench-flapping lint docs clean
+.PHONY: demo test bench bench-flapping lint typecheck docs clean
 
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python 3.11+ is required")'
@@ -31,6 +31,9 @@ lint: $(VENV)/.installed
 	$(BIN)/ruff check django_gateway tests benchmarks example_project
 	$(BIN)/ruff format --check django_gateway tests benchmarks example_project
 	$(BIN)/lint-imports
+
+typecheck: $(VENV)/.installed
+	$(BIN)/mypy
 
 docs: $(VENV)/.installed
 	$(BIN)/mkdocs build --strict

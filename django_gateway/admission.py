@@ -17,7 +17,9 @@ with problem+json:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from django.core.exceptions import DisallowedHost
 from django.http import HttpRequest
@@ -58,7 +60,7 @@ def admit(request: HttpRequest, table: RouteTable) -> Admission | None:
         # Refuse it only if it is ours: Django keeps its own answer for its own URLs.
         probe = refusal_probe_path(environ)
         covering = table.match(method, host, probe, environ)
-        return Admission(probe, host, None, error, covering and covering.route.name)
+        return Admission(probe, host, None, error, covering.route.name if covering else None)
     match = table.match(method, host, path, environ)
     if match is None:
         return None
@@ -80,7 +82,7 @@ def host_refusal(request: HttpRequest, host: str) -> GatewayError | None:
     return None
 
 
-def _absolute_form_authority(environ: dict) -> str | None:
+def _absolute_form_authority(environ: Mapping[str, Any]) -> str | None:
     """The authority of an absolute-form request target, or ``None`` for the usual origin form."""
     raw = environ.get("RAW_URI") or environ.get("REQUEST_URI") or ""
     if not raw[:8].lower().startswith(("http://", "https://")):

@@ -10,7 +10,7 @@ time, which is the mistake that makes DRF's ``throttle_classes`` ignore ``overri
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from django.conf import settings
 from django.core.signals import setting_changed
@@ -19,6 +19,9 @@ from .settings_table import DEFAULTS
 
 #: The cache backend rate limits need (check E008): a Redis every process shares, via django-redis.
 DJANGO_REDIS_BACKEND = "django_redis.cache.RedisCache"
+
+
+_T = TypeVar("_T")
 
 
 class GatewaySettings:
@@ -40,10 +43,11 @@ class GatewaySettings:
         setattr(self, name, value)
         return value
 
-    def derived(self, key: str, build: Callable[[], Any]) -> Any:
+    def derived(self, key: str, build: Callable[[], _T]) -> _T:
         """Cache a value computed from settings (parsed CIDRs, say) until the settings change."""
         try:
-            return self._derived[key]
+            # What ``build`` made under this key before: each key has one builder.
+            return cast(_T, self._derived[key])
         except KeyError:
             value = self._derived[key] = build()
             return value

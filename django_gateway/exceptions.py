@@ -120,9 +120,16 @@ class UpstreamConnectTimeout(GatewayTimeout):
     default_detail = "Connecting to the upstream service timed out."
 
 
+class ProblemResponse(HttpResponse):
+    """A gateway error rendered as problem details."""
+
+    #: The unexpected error behind a 500 (set by the pipeline), for middleware and tests.
+    exception: Exception | None = None
+
+
 def problem_response(
     error: GatewayError, *, request_id: str, request_id_header: str = "X-Request-ID"
-) -> HttpResponse:
+) -> ProblemResponse:
     """Render ``error`` as RFC 9457 problem details; the body never echoes request data."""
     body = {
         "type": "about:blank",
@@ -131,7 +138,7 @@ def problem_response(
         "detail": error.detail,
         "request_id": request_id,
     }
-    response = HttpResponse(
+    response = ProblemResponse(
         json.dumps(body), status=error.status, content_type="application/problem+json"
     )
     response[request_id_header] = request_id

@@ -26,7 +26,8 @@ class LinesField(forms.CharField):
             return "\n".join(str(v) for v in value)
         return value
 
-    def to_python(self, value: Any) -> list[str]:
+    # The field's value is the list (CharField's, text or None, is only the box's content).
+    def to_python(self, value: Any) -> list[str]:  # type: ignore[override]
         if isinstance(value, list):
             return value
         text = super().to_python(value) or ""
@@ -43,7 +44,8 @@ class HeadersField(forms.CharField):
             return "\n".join(f"{name}: {v}" for name, values in value.items() for v in values)
         return value
 
-    def to_python(self, value: Any) -> dict[str, list[str]]:
+    # The field's value is the mapping (CharField's, text or None, is only the box's content).
+    def to_python(self, value: Any) -> dict[str, list[str]]:  # type: ignore[override]
         if isinstance(value, dict):
             return value
         headers: dict[str, list[str]] = {}

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 from collections.abc import Sequence
+from typing import Any
 
 from .conf import gateway_settings
 
@@ -62,13 +63,20 @@ class ForbiddenAddress(OSError):
     """A host name resolved only to addresses :func:`forbidden_upstream_reason` refuses."""
 
 
-def allowed_addresses(host: str, port: int) -> list[tuple]:
+#: One ``socket.getaddrinfo`` result: family, type, protocol, canonical name, and the socket
+#: address ``socket.connect`` takes.
+AddressInfo = tuple[socket.AddressFamily, socket.SocketKind, int, str, tuple[Any, ...]]
+
+
+def allowed_addresses(host: str, port: int) -> list[AddressInfo]:
     """``getaddrinfo`` results for ``host`` minus the forbidden ones, for every outgoing connection
     (upstreams, JWKS): checking the name alone would let DNS point it at a metadata address.
     Callers connect to these very addresses, so nothing can re-resolve between check and use.
     Raises ``socket.gaierror`` when the name does not resolve."""
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    allowed = [info for info in infos if not forbidden_upstream_reason(str(info[4][0]))]
+    allowed: list[AddressInfo] = [
+        info for info in infos if not forbidden_upstream_reason(str(info[4][0]))
+    ]
     if not allowed:
         reasons = {forbidden_upstream_reason(str(info[4][0])) for info in infos}
         raise ForbiddenAddress(

@@ -34,7 +34,7 @@ from .snapshot import build_snapshot
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")  # RFC 9110 token: methods, header names
 
 
-def bulk_update(queryset: QuerySet, **values: Any) -> int:
+def bulk_update(queryset: QuerySet[Any], **values: Any) -> int:
     """``queryset.update(**values)``, bumping the configuration version on commit: bulk
     updates send no signals, so every process would otherwise keep the old snapshot."""
     with transaction.atomic():
@@ -44,7 +44,7 @@ def bulk_update(queryset: QuerySet, **values: Any) -> int:
     return count
 
 
-def set_enabled(queryset: QuerySet, enabled: bool) -> int:
+def set_enabled(queryset: QuerySet[Any], enabled: bool) -> int:
     """Enable or disable many rows at once."""
     return bulk_update(queryset, enabled=enabled)
 
@@ -62,7 +62,7 @@ def issue_key(
     """
     if expires_at is not None and expires_at <= timezone.now():
         raise ValidationError("The expiry date must be in the future.")
-    if len(name) > APIKey._meta.get_field("name").max_length:  # type: ignore[operator]
+    if len(name) > APIKey.NAME_MAX_LENGTH:
         raise ValidationError("The key name is too long.")
     for _attempt in range(3):
         plaintext, prefix, key_hash = generate_key()

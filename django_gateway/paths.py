@@ -10,6 +10,8 @@ refused with 400 rather than guessed at.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from typing import Any
 from urllib.parse import quote, unquote_to_bytes
 
 from .exceptions import BadRequest
@@ -61,7 +63,7 @@ def canonical_path(raw_path: str, *, decoded: bool = False) -> str:
     return _merge_and_resolve(raw_path)
 
 
-def refusal_probe_path(environ: dict) -> str:
+def refusal_probe_path(environ: Mapping[str, Any]) -> str:
     """A routable stand-in for a path :func:`canonical_path` refused, to decide whose it is.
 
     A refused path that would match a route gets the gateway's 400; any other is left to Django.
@@ -110,7 +112,7 @@ def encode_path(path: str) -> str:
     return quote(path, safe=_SAFE)
 
 
-def raw_request_path(environ: dict) -> tuple[str, bool]:
+def raw_request_path(environ: Mapping[str, Any]) -> tuple[str, bool]:
     """The request path as sent, and whether it is still encoded.
 
     gunicorn gives ``RAW_URI`` and uWSGI ``REQUEST_URI``; both keep ``%2F`` visible. Without them only

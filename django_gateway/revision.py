@@ -13,6 +13,7 @@ import logging
 import uuid
 
 from django.core.cache import caches
+from django.core.cache.backends.base import BaseCache
 from django.core.cache.backends.dummy import DummyCache
 from django.core.cache.backends.locmem import LocMemCache
 from django.db.models import F
@@ -25,7 +26,7 @@ logger = logging.getLogger(__name__)
 CACHE_KEY = "django_gateway:config_version"
 
 
-def _shared_cache():
+def _shared_cache() -> BaseCache | None:
     cache = caches[gateway_settings.CACHE_ALIAS]
     if isinstance(cache, LocMemCache | DummyCache):
         return None

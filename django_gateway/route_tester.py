@@ -61,18 +61,22 @@ class Precedence:
         return -1 if self.regex else len([s for s in self.path.split("/") if s])
 
     @property
-    def key(self) -> tuple:
+    def key(self) -> tuple[int, ...]:
         """Equal to the routing key of this entry (lower sorts first within one host index)."""
-        rank = (2,) if self.host is None else (0,)
-        if self.host_class == 1:
-            rank = (1, -self.host[2:].count("."))  # type: ignore[index]
+        host = self.host
+        if host is None:
+            rank: tuple[int, ...] = (2,)
+        elif host.startswith("*."):  # host_class 1
+            rank = (1, -host[2:].count("."))
+        else:
+            rank = (0,)
         r = self.route
         return (*rank, 0 if self.regex else 1, -self.segments, -r.priority, -r.specificity, r.id)
 
-    def order(self, request_host: str) -> tuple:
+    def order(self, request_host: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
         """The order ``RouteTable`` visits this entry's host index for this host, then the key."""
         if self.host is None:
-            index: tuple = (2,)
+            index: tuple[int, ...] = (2,)
         elif self.host_class == 1:  # "*.a.b:8080" and "*.a.b" tie here; routing sorts them stably
             index = (1, -self.host.count("."))
         else:
@@ -87,7 +91,7 @@ class Precedence:
         return self.host == other.host and mine[1] < theirs[1]  # one index: the key decides
 
 
-def precedence_key(route: CompiledRoute, host: str | None, path: str) -> tuple:
+def precedence_key(route: CompiledRoute, host: str | None, path: str) -> tuple[int, ...]:
     """The precedence key ``routing`` gives ``route`` under one host pattern and one path."""
     return Precedence(route, host, path).key
 
@@ -268,12 +272,13 @@ def _entries(
         ("method", replace(route, headers=())),
         ("header", replace(route, methods=frozenset())),
     ):
-        why = alone.accepts(method, environ)
-        if why:
-            reasons.append(Reason(kind, why))
+        refusal = alone.accepts(method, environ)
+        if refusal:
+            reasons.append(Reason(kind, refusal))
     if reasons:
         return reasons, []
-    return [], [(Precedence(route, h, p), m) for h in hosts or [None] for p, m in fits.items()]
+    patterns: list[str | None] = list(hosts) or [None]
+    return [], [(Precedence(route, h, p), m) for h in patterns for p, m in fits.items()]
 
 
 def _why_first(win: Precedence, lost: Precedence) -> str:
@@ -284,7 +289,8 @@ def _why_first(win: Precedence, lost: Precedence) -> str:
                 f"{HOST_CLASSES[win.host_class]} beats {HOST_CLASSES[lost.host_class]}"
                 f" ({win.host or '*'} vs {lost.host or '*'})"
             )
-        if win.host_class == 1 and win.host.count(".") > lost.host.count("."):  # type: ignore[union-attr]
+        win_host, lost_host = win.host or "", lost.host or ""  # both set when win's is a wildcard
+        if win.host_class == 1 and win_host.count(".") > lost_host.count("."):
             return f"wildcard {win.host} is more specific than {lost.host}"
         return f"host {win.host} is tried before {lost.host}"
     if win.regex != lost.regex:

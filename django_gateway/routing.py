@@ -43,7 +43,7 @@ class _Entry:
     route: CompiledRoute
     path: str  # "/api" or the regex source
     regex: RouteRegex | None
-    key: tuple  # precedence within one host class; lower sorts first
+    key: tuple[int, ...]  # precedence within one host class; lower sorts first
 
 
 @dataclass(slots=True)
@@ -61,12 +61,12 @@ class _PathIndex:
 
     def __init__(self) -> None:
         self.root = _Node()
-        self.regexes: list[_Entry] = []
+        self.regexes: list[tuple[_Entry, RouteRegex]] = []  # each with its entry's regex
         self.regex_set: RegexSet | None = None
 
     def add(self, entry: _Entry) -> None:
         if entry.regex is not None:
-            self.regexes.append(entry)
+            self.regexes.append((entry, entry.regex))
             return
         node = self.root
         for segment in _segments(entry.path):
@@ -74,9 +74,9 @@ class _PathIndex:
         node.entries.append(entry)
 
     def freeze(self) -> None:
-        self.regexes.sort(key=lambda e: e.key)
+        self.regexes.sort(key=lambda pair: pair[0].key)
         if self.regexes:
-            self.regex_set = RegexSet([e.regex for e in self.regexes])  # type: ignore[misc]
+            self.regex_set = RegexSet([regex for _, regex in self.regexes])
         stack = [self.root]
         while stack:
             node = stack.pop()
@@ -85,15 +85,16 @@ class _PathIndex:
 
     def match(self, method: str, path: str, environ: Mapping[str, Any]) -> RouteMatch | None:
         if self.regex_set is not None:
-            found = self._regex_match(method, path, environ)
+            found = self._regex_match(self.regex_set, method, path, environ)
             if found is not None:
                 return found
         visited = [self.root]
         node = self.root
         for segment in _segments(path):
-            node = node.children.get(segment)  # type: ignore[assignment]
-            if node is None:
+            child = node.children.get(segment)
+            if child is None:
                 break
+            node = child
             visited.append(node)
         for node in reversed(visited):
             for entry in node.entries:
@@ -101,13 +102,16 @@ class _PathIndex:
                     return _prefix_match(entry, path)
         return None
 
-    def _regex_match(self, method: str, path: str, environ: Mapping[str, Any]) -> RouteMatch | None:
-        """The first regex entry, in precedence order, that takes the path; one RE2 pass says
-        which regexes match at all, and only those are run again for where their match ends."""
+    def _regex_match(
+        self, regex_set: RegexSet, method: str, path: str, environ: Mapping[str, Any]
+    ) -> RouteMatch | None:
+        """The first regex entry, in precedence order, that takes the path; one RE2 pass (over
+        ``regex_set``, this index's) says which regexes match at all, and only those are run
+        again for where their match ends."""
         encoded = path.encode("utf-8")
-        for index in self.regex_set.matching(encoded):  # type: ignore[union-attr]
-            entry = self.regexes[index]
-            end = entry.regex.match_end(path, encoded)  # type: ignore[union-attr]
+        for index in regex_set.matching(encoded):
+            entry, regex = self.regexes[index]
+            end = regex.match_end(path, encoded)
             if end is None:
                 continue
             matched, rest = path[:end], path[end:]
@@ -153,7 +157,7 @@ class RouteTable:
             self._wildcard, key=lambda s: (-s.count("."), ":" not in s, s)
         )
 
-    def _indexes_for(self, route: CompiledRoute) -> Iterator[tuple[_PathIndex, tuple]]:
+    def _indexes_for(self, route: CompiledRoute) -> Iterator[tuple[_PathIndex, tuple[int, ...]]]:
         if not route.hosts:
             yield self._any, (2,)
         for pattern in map(canonical_host, route.hosts):
@@ -201,13 +205,13 @@ class RouteTable:
 
     def ordered_entries(self) -> list[tuple[str, str, CompiledRoute]]:
         """Every (host, path, route) in the order the matcher considers them, for ``gateway_routes``."""
-        rows = []
+        rows: list[tuple[str, str, CompiledRoute]] = []
         for host, index in [
             *sorted(self._exact.items(), key=lambda item: _exact_order(item[0])),
             *((f"*.{s}", self._wildcard[s]) for s in self._wildcard_suffixes),
             ("*", self._any),
         ]:
-            entries = list(index.regexes)
+            entries = [entry for entry, _ in index.regexes]
             stack = [index.root]
             while stack:
                 node = stack.pop()
@@ -218,13 +222,13 @@ class RouteTable:
         return rows
 
 
-def _exact_order(host: str) -> tuple:
+def _exact_order(host: str) -> tuple[str, bool, str]:
     """``a.com:8080`` is tried before ``a.com`` for a request to port 8080, so list it first."""
     name, port = split_host(host)
     return (name, not port, host)
 
 
-def _make_entry(route: CompiledRoute, path: str, host_rank: tuple) -> _Entry:
+def _make_entry(route: CompiledRoute, path: str, host_rank: tuple[int, ...]) -> _Entry:
     regex = compile_route_regex(path[1:]) if path.startswith("~") else None
     length = -1 if regex else len(_segments(path))
     key = (*host_rank, 0 if regex else 1, -length, -route.priority, -route.specificity, route.id)

@@ -84,17 +84,17 @@ def _pick(service: ServiceConfig, exchange: Exchange, tried: set[Instance]) -> I
     key = hash_key(service, exchange) if kind == "consistent_hash" else None
     skipped: set[Instance] = set()
     while True:
-        instance = balancer.pick(
+        picked = balancer.pick(
             lambda i: (
                 i not in tried and i not in skipped and ejections.available((name, i.host, i.port))
             ),
             key,
         )
-        if instance is None:
+        if picked is None:
             raise ServiceUnavailable(
                 f"Every instance of service {name!r} is ejected after failures.",
                 retry_after=ejections.retry_after([(name, i.host, i.port) for i in instances]),
             )
-        if ejections.begin((name, instance.host, instance.port)):
-            return instance
-        skipped.add(instance)  # another thread took its probe slot a moment ago
+        if ejections.begin((name, picked.host, picked.port)):
+            return picked
+        skipped.add(picked)  # another thread took its probe slot a moment ago

@@ -86,6 +86,7 @@ def _compile_route(
     consumers: dict[int, ConsumerConfig],
     limits: LimitIndex,
 ) -> CompiledRoute:
+    anonymous_id = route.anonymous_consumer_id
     return CompiledRoute(
         id=route.pk,
         name=route.name,
@@ -105,7 +106,7 @@ def _compile_route(
         max_response_duration=route.max_response_duration,
         max_body_size=route.max_body_size,
         authentication=route.authentication,
-        anonymous_consumer=consumers.get(route.anonymous_consumer_id),  # type: ignore[arg-type]
+        anonymous_consumer=None if anonymous_id is None else consumers.get(anonymous_id),
         hide_credentials=route.hide_credentials,
         allowed_groups=frozenset(route.allowed_groups or ()),
         denied_groups=frozenset(route.denied_groups or ()),
@@ -155,28 +156,31 @@ class SnapshotHolder:
         snapshot = self._snapshot
         if snapshot is None:
             with self._lock:
-                if self._snapshot is None:
-                    self._refresh(force=True)
-            return self._snapshot  # type: ignore[return-value]
+                snapshot = self._snapshot
+                return self._refresh(force=True) if snapshot is None else snapshot
         if self.clock() - self._checked_at < gateway_settings.CONFIG_POLL_INTERVAL:
             return snapshot
         if self._lock.acquire(blocking=False):  # one thread polls; the others serve the old one
             try:
-                self._refresh(force=False)
+                return self._refresh(force=False)
             finally:
                 self._lock.release()
-        return self._snapshot  # type: ignore[return-value]
+        return snapshot
 
-    def _refresh(self, *, force: bool) -> None:
+    def _refresh(self, *, force: bool) -> Snapshot:
+        """The snapshot to serve from now on: rebuilt when forced or when the revision moved,
+        else (or when the rebuild fails) the one held. Called with the lock held."""
         self._checked_at = self.clock()
+        current = self._snapshot
         try:
             version = current_revision()
-            if force or self._snapshot is None or version != self._snapshot.version:
-                self._snapshot = build_snapshot(version)
+            if force or current is None or version != current.version:
+                current = self._snapshot = build_snapshot(version)
         except Exception:
-            if self._snapshot is None:
+            if current is None:
                 raise
             logger.exception("Configuration refresh failed; serving the previous snapshot")
+        return current
 
     def invalidate(self) -> None:
         """Drop the snapshot so the next request rebuilds it (tests, management commands)."""

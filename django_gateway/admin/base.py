@@ -19,23 +19,23 @@ from .. import operations
 ADMIN_MEDIA = {"all": ("django_gateway/admin.css",)}
 
 
-class EnableDisableMixin:
+class EnableDisableMixin(admin.ModelAdmin):
     """Bulk enable and disable, for users who may change the rows (not those who only view)."""
 
     actions = ["enable_selected", "disable_selected"]
 
     @admin.action(description="Enable selected %(verbose_name_plural)s", permissions=["change"])
-    def enable_selected(self, request: HttpRequest, queryset: QuerySet) -> None:
+    def enable_selected(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
         count = operations.set_enabled(queryset, True)
-        self.message_user(request, f"Enabled {count}.", messages.SUCCESS)  # type: ignore[attr-defined]
+        self.message_user(request, f"Enabled {count}.", messages.SUCCESS)
 
     @admin.action(description="Disable selected %(verbose_name_plural)s", permissions=["change"])
-    def disable_selected(self, request: HttpRequest, queryset: QuerySet) -> None:
+    def disable_selected(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
         count = operations.set_enabled(queryset, False)
-        self.message_user(request, f"Disabled {count}.", messages.SUCCESS)  # type: ignore[attr-defined]
+        self.message_user(request, f"Disabled {count}.", messages.SUCCESS)
 
 
-class FitTextareas:
+class FitTextareas(forms.BaseForm):
     """A form mixin: each text box shows every line it holds, plus an empty one for the next
     entry (between ``rows`` of the widget and ``MAX_ROWS``), instead of a scroll bar."""
 
@@ -43,9 +43,9 @@ class FitTextareas:
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        for name, field in self.fields.items():  # type: ignore[attr-defined]
+        for name, field in self.fields.items():
             if isinstance(field.widget, forms.Textarea):
-                text = str(field.prepare_value(self[name].value()) or "")  # type: ignore[index]
+                text = str(field.prepare_value(self[name].value()) or "")
                 rows = int(field.widget.attrs.get("rows", 2))
                 lines = text.count("\n") + 2 if text else rows
                 field.widget.attrs["rows"] = min(max(rows, lines), self.MAX_ROWS)
@@ -59,7 +59,7 @@ class CompactInline(admin.TabularInline):
     show_change_link = True
 
     def formfield_for_dbfield(
-        self, db_field: models.Field, request: HttpRequest, **kwargs: Any
+        self, db_field: models.Field[Any, Any], request: HttpRequest, **kwargs: Any
     ) -> forms.Field | None:
         formfield = super().formfield_for_dbfield(db_field, request, **kwargs)
         if formfield is not None and isinstance(formfield.widget, RelatedFieldWidgetWrapper):

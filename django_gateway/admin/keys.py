@@ -30,7 +30,8 @@ class KeyColumns:
 
     @admin.display(description="created", ordering="created_at")
     def created(self, key: APIKey) -> str:
-        return _day(key.created_at) if key.created_at else "-"
+        # None until saved, which django-stubs does not model.
+        return _day(key.created_at) if key.created_at else "-"  # type: ignore[truthy-bool]
 
     @admin.display(description="last used", ordering="last_used_at")
     def last_used(self, key: APIKey) -> str:
@@ -54,7 +55,7 @@ class RevokedFilter(admin.SimpleListFilter):
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
         return [("yes", "Yes"), ("no", "No")]
 
-    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+    def queryset(self, request: HttpRequest, queryset: QuerySet[APIKey]) -> QuerySet[APIKey]:
         if self.value() in ("yes", "no"):
             return queryset.filter(revoked_at__isnull=self.value() == "no")
         return queryset
@@ -67,7 +68,7 @@ class ExpiredFilter(admin.SimpleListFilter):
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
         return [("yes", "Yes"), ("no", "No")]
 
-    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+    def queryset(self, request: HttpRequest, queryset: QuerySet[APIKey]) -> QuerySet[APIKey]:
         expired = Q(expires_at__lte=timezone.now())
         if self.value() == "yes":
             return queryset.filter(expired)
@@ -100,7 +101,7 @@ class APIKeyAdmin(KeyColumns, admin.ModelAdmin):
         return False  # issued from the consumer list ("Issue a new API key")
 
     @admin.action(description="Revoke selected keys", permissions=["change"])
-    def revoke_selected(self, request: HttpRequest, queryset: QuerySet) -> None:
+    def revoke_selected(self, request: HttpRequest, queryset: QuerySet[APIKey]) -> None:
         count = operations.revoke_keys(queryset)
         self.message_user(
             request,

@@ -13,7 +13,7 @@ from typing import Any
 
 from django.contrib import admin, messages
 from django.db import models
-from django.forms import Field
+from django.forms import TypedChoiceField
 from django.http import HttpRequest
 from django.utils.html import format_html
 
@@ -26,7 +26,7 @@ from .base import ADMIN_MEDIA, CompactInline, EnableDisableMixin
 #: The short names rows show; the long labels (with their fallbacks) are on the limit's page.
 SHORT_PERIODS = [(period, period.value) for period in Period]
 PERIOD_HELP = "A month is 30 days."
-SHORT_LIMIT_BY = [
+SHORT_LIMIT_BY: list[tuple[str, str]] = [
     (LimitBy.CONSUMER, "consumer"),
     (LimitBy.CREDENTIAL, "credential"),
     (LimitBy.IP, "client IP"),
@@ -42,8 +42,8 @@ class _LimitInline(CompactInline):
     model = RateLimit  # fault tolerance is set on the limit's own page, linked from each row
 
     def formfield_for_choice_field(
-        self, db_field: models.Field, request: HttpRequest, **kwargs: Any
-    ) -> Field:
+        self, db_field: models.Field[Any, Any], request: HttpRequest, **kwargs: Any
+    ) -> TypedChoiceField | None:
         if db_field.name == "limit_by":
             kwargs.update(choices=SHORT_LIMIT_BY, help_text=LIMIT_BY_HELP)
         elif db_field.name == "period":
@@ -98,7 +98,9 @@ class RateLimitAdmin(EnableDisableMixin, admin.ModelAdmin):
     class Media:
         css = ADMIN_MEDIA
 
-    def changelist_view(self, request: HttpRequest, extra_context: dict | None = None) -> Any:
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> Any:
         self._warn_if_counted_per_process(request)
         return super().changelist_view(request, extra_context)
 

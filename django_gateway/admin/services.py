@@ -157,8 +157,8 @@ class ServiceAdmin(EnableDisableMixin, admin.ModelAdmin):
     def live_instances(self, service: Service) -> SafeString | str:
         """What this process balances over now: Consul's answer (with its index and age) or the
         static targets, each marked ejected or not by passive health checks."""
-        if service.pk is None:
-            return "-"
+        if service.pk is None:  # the add page; django-stubs types pk as never None
+            return "-"  # type: ignore[unreachable]
         if not service.enabled:
             return "Disabled: the gateway does not route to this service."
         config = runtime.snapshots.get().services.get(service.name)
@@ -196,7 +196,7 @@ class ServiceAdmin(EnableDisableMixin, admin.ModelAdmin):
             body,
         )
 
-    def get_queryset(self, request: HttpRequest) -> QuerySet:
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Service]:
         return super().get_queryset(request).prefetch_related("targets")
 
     # --- "Sync from Consul now" ----------------------------------------------------------------
@@ -209,7 +209,9 @@ class ServiceAdmin(EnableDisableMixin, admin.ModelAdmin):
         )
         return [sync, *super().get_urls()]
 
-    def changelist_view(self, request: HttpRequest, extra_context: dict | None = None) -> Any:
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> Any:
         show_sync = self._can_sync(request) and _uses_consul()
         extra_context = {**(extra_context or {}), "can_sync": show_sync}
         return super().changelist_view(request, extra_context)

@@ -84,7 +84,8 @@ def load_public_key(pem: str, algorithm: str) -> PublicKey:
     problem = key_problem(key, algorithm)
     if problem:
         raise ValueError(f"The key does not fit: {problem}.")
-    return key  # type: ignore[return-value]
+    assert isinstance(key, PublicKey)  # key_problem accepted it, so it is one of these types
+    return key
 
 
 def check_url(url: str) -> tuple[str, str, int, str]:

@@ -17,7 +17,6 @@ import logging
 import math
 import time
 from contextlib import suppress
-from functools import reduce
 from typing import Any
 
 import jwt as pyjwt
@@ -43,7 +42,7 @@ _decoder = pyjwt.PyJWT()
 def _find_token(exchange: Exchange) -> str | None:
     """The token, from ``Authorization: Bearer`` or else the ``JWT_COOKIE`` cookie; where it was
     is recorded before any check, so ``hide_credentials`` strips it on every path."""
-    header = exchange.environ.get("HTTP_AUTHORIZATION")
+    header: str | None = exchange.environ.get("HTTP_AUTHORIZATION")
     if header:
         scheme, _, rest = header.strip().partition(" ")
         if scheme.lower() == "bearer":
@@ -74,7 +73,8 @@ def _unverified(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
 
 def _numeric(value: object) -> bool:
     """A NumericDate (RFC 7519): a JSON number; not a string, a boolean, NaN or infinity."""
-    return type(value) in (int, float) and math.isfinite(value)  # type: ignore[arg-type]
+    # JSON gives int, float or bool here, and bool (an int subclass) is no date.
+    return isinstance(value, int | float) and type(value) is not bool and math.isfinite(value)
 
 
 _ERRORS: tuple[tuple[type[pyjwt.PyJWTError], str], ...] = (
@@ -137,11 +137,11 @@ def _claim_groups(claims: dict[str, Any]) -> frozenset[str]:
     """Groups from ``JWT_GROUPS_CLAIM`` (a name, else a dotted path such as
     ``realm_access.roles``): valid group names only, the others ignored."""
     name = gateway_settings.JWT_GROUPS_CLAIM or ""
-    value = claims.get(name)
+    value: object = claims.get(name)
     if value is None and "." in name:
-        value = reduce(
-            lambda v, k: v.get(k) if isinstance(v, dict) else None, name.split("."), claims
-        )
+        value = claims
+        for key in name.split("."):
+            value = value.get(key) if isinstance(value, dict) else None
     if isinstance(value, str):
         items: list[Any] = value.split()
     elif isinstance(value, list):

@@ -16,6 +16,7 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TypeVar
 
 from django.db import DatabaseError
 
@@ -24,6 +25,8 @@ from ..exceptions import ServiceUnavailable
 from ..models import APIKey
 
 logger = logging.getLogger(__name__)
+
+_Value = TypeVar("_Value")  # what a lookup cache holds: a record, or None for a miss
 
 KEY_PREFIX = "gw_"
 PREFIX_LENGTH = 12
@@ -115,7 +118,7 @@ class KeyStore:
                 self._remember(self._found, prefix, record)
         return record
 
-    def _remember(self, cache: OrderedDict, prefix: str, value: KeyRecord | None) -> None:
+    def _remember(self, cache: OrderedDict[str, _Value], prefix: str, value: _Value) -> None:
         cache[prefix] = value
         cache.move_to_end(prefix)
         while len(cache) > self.size:

@@ -115,7 +115,7 @@ def hash_key(service: ServiceConfig, exchange: HashSource) -> str:
         if identity is not None and not identity.anonymous:
             return str(identity.consumer.id)
     elif hash_on == "header":
-        value = exchange.environ.get(_environ_key(service.hash_on_header))
+        value: str | None = exchange.environ.get(_environ_key(service.hash_on_header))
         if value:
             return value
     elif hash_on == "cookie":

@@ -14,16 +14,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.db import models
 
-from ..models import Route
+from ..models import Route, Service
 from .tags import Problem
 
 
 @dataclass
 class Change:
     action: str  # "create", "update", "disable"
-    obj: models.Model
+    obj: Route | Service
     values: dict[str, Any] = field(default_factory=dict)  # update/disable: the new values
     before: dict[str, Any] = field(default_factory=dict)
 
@@ -37,7 +36,7 @@ class Change:
         if self.action == "create":
             if isinstance(self.obj, Route):
                 return f"{head} -> {self.obj.service.name}: {_describe_route(self.obj.__dict__)}"
-            return f"{head} (Consul service {self.obj.consul_service!r})"  # type: ignore[attr-defined]
+            return f"{head} (Consul service {self.obj.consul_service!r})"
         changed = ", ".join(f"{k}: {self.before.get(k)!r} -> {v!r}" for k, v in self.values.items())
         return f"{head}: {changed}"
 
@@ -71,7 +70,7 @@ class SyncPlan:
 
 
 def update(
-    plan: SyncPlan, obj: models.Model, wanted: Mapping[str, Any], action: str = "update"
+    plan: SyncPlan, obj: Route | Service, wanted: Mapping[str, Any], action: str = "update"
 ) -> Change | None:
     """Plan setting ``wanted`` on ``obj`` (only the values that differ); nothing if none do."""
     values = {k: v for k, v in wanted.items() if getattr(obj, k) != v}
@@ -82,10 +81,11 @@ def update(
     return change
 
 
-def validated(plan: SyncPlan, consul_name: str, obj: models.Model, change: Change) -> bool:
+def validated(plan: SyncPlan, consul_name: str, obj: Route | Service, change: Change) -> bool:
     """Plan ``change`` if the model's own validation accepts ``obj`` as it would be written;
     otherwise report why (``invalid route``/``invalid service``) and plan nothing."""
-    exclude = ["service"] if isinstance(obj, Route) and obj.service.pk is None else None
+    new_service = isinstance(obj, Route) and obj.service.pk is None  # None until saved
+    exclude = ["service"] if new_service else None
     try:
         obj.full_clean(exclude=exclude)
     except ValidationError as exc:

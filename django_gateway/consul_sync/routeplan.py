@@ -41,13 +41,14 @@ import hashlib
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from ..models import Route, Service
 from ..models.services import Source
 from .plan import Change, SyncPlan, update, update_checked, validated
 from .tags import URLPREFIX, Declaration, Problem, RouteSpec
 
-NAME_MAX: int = Route._meta.get_field("name").max_length  # type: ignore[assignment]
+NAME_MAX = Route.NAME_MAX_LENGTH
 
 Key = tuple[frozenset[str], str]  # (hosts, path): what two routes must not both claim
 
@@ -98,7 +99,9 @@ def route_names(service: str, spec: RouteSpec) -> tuple[str, ...]:
     return (base, hashed) if len(base) <= NAME_MAX else (hashed,)
 
 
-def _identity(paths: Iterable[str], hosts: Iterable[str], methods: Iterable[str]) -> tuple:
+def _identity(
+    paths: Iterable[str], hosts: Iterable[str], methods: Iterable[str]
+) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
     return tuple(sorted(paths)), tuple(sorted(hosts)), tuple(sorted(methods))
 
 
@@ -213,7 +216,7 @@ def plan_routes(
             update(plan, row, {"enabled": False}, action="disable")
 
 
-def _create(plan: SyncPlan, slot: Slot, wanted: dict, taken: set[str]) -> None:
+def _create(plan: SyncPlan, slot: Slot, wanted: dict[str, Any], taken: set[str]) -> None:
     names = route_names(slot.service.name, slot.spec)
     name = next((n for n in names if n not in taken), None)
     if name is None:

@@ -31,7 +31,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from django.db import transaction
+from django.db import models, transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
@@ -90,8 +90,8 @@ def plan_sync(catalog: Catalog, *, datacenter: str = "", prune: bool = False) ->
         wanted = {"discovery": Discovery.CONSUL, "enabled": True}
         if declaration.protocol:
             wanted["protocol"] = declaration.protocol
-        if row.pk is None:
-            for key, value in wanted.items():
+        if row.pk is None:  # new: django-stubs does not model a pk that is None until saved
+            for key, value in wanted.items():  # type: ignore[unreachable]
                 setattr(row, key, value)
             if not validated(plan, consul_name, row, Change("create", row)):
                 del rows[consul_name]
@@ -174,11 +174,13 @@ def apply_plan(plan: SyncPlan) -> None:
     now = timezone.now()
     with transaction.atomic():
         for change in sorted(plan.changes, key=lambda c: (c.kind != "service", c.action)):
-            model = type(change.obj)
+            model: type[models.Model] = type(change.obj)  # Route or Service
             if change.action == "create":
-                model.objects.bulk_create([change.obj])
+                model._default_manager.bulk_create([change.obj])
             else:
-                model.objects.filter(pk=change.obj.pk).update(**change.values, updated_at=now)
+                model._default_manager.filter(pk=change.obj.pk).update(
+                    **change.values, updated_at=now
+                )
                 for key, value in change.values.items():
                     setattr(change.obj, key, value)
         transaction.on_commit(bump_revision, robust=True)

@@ -32,6 +32,7 @@ import os
 import socket
 from dataclasses import dataclass
 from http.client import RemoteDisconnected
+from typing import TypedDict
 from urllib.parse import urlsplit
 
 import consul
@@ -117,7 +118,19 @@ def consul_address() -> ConsulAddress:
     return ConsulAddress(host, port, scheme, address_from, scheme_from)
 
 
-def connection_settings() -> dict[str, object]:
+class ConnectionSettings(TypedDict):
+    """The keyword arguments of py-consul's ``Consul`` the gateway sets."""
+
+    host: str
+    port: int
+    scheme: str
+    verify: bool | str  # a str is a CA bundle path
+    cert: str | tuple[str, str] | None  # a file with both, or (certificate, key)
+    dc: str | None
+    connections_timeout: float
+
+
+def connection_settings() -> ConnectionSettings:
     """The keyword arguments :func:`consul_client` passes, resolved as the module docstring says
     (without the token, which is kept out of anything that might be logged)."""
     address = consul_address()
@@ -152,7 +165,7 @@ def consul_client() -> consul.Consul:
     Raises :class:`~django.core.exceptions.ImproperlyConfigured` for an unusable address, scheme
     or ``CONSUL_VERIFY``. The client holds a ``requests`` session: keep it in one thread.
     """
-    client = consul.Consul(**connection_settings())  # type: ignore[arg-type]
+    client = consul.Consul(**connection_settings())
     client.token = consul_token()  # after construction: py-consul lets the environment win
     return client
 

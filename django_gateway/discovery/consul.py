@@ -73,8 +73,9 @@ def entry_weight(entry: dict[str, Any], status: str) -> int:
     return max(value, 0)
 
 
-def parse_entries(entries: Iterable[dict[str, Any]], *, include_warning: bool) -> Parsed:
-    """Routable instances from health entries (decoded JSON), see the module docstring."""
+def parse_entries(entries: Iterable[object], *, include_warning: bool) -> Parsed:
+    """Routable instances from health entries (decoded JSON, so anything), see the module
+    docstring."""
     weights: dict[tuple[str, int], int] = {}
     dropped: list[str] = []
     for entry in entries:

@@ -33,6 +33,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
+import consul
+
 from ..conf import gateway_settings
 from ..config import Instance
 from ..metrics import Counters
@@ -81,7 +83,7 @@ def backoff(failures: int) -> float:
     """Seconds before try ``failures + 1``: doubling from the minimum, capped, half jittered."""
     low = float(gateway_settings.CONSUL_BACKOFF_MIN)
     high = max(float(gateway_settings.CONSUL_BACKOFF_MAX), low)
-    delay = min(high, low * 2 ** min(failures - 1, 30))
+    delay = min(high, low * 2.0 ** min(failures - 1, 30))
     return delay / 2 + random.uniform(0, delay / 2)
 
 
@@ -189,7 +191,7 @@ class Watcher:
     # -- the loop ----------------------------------------------------------------------------
 
     def _run(self) -> None:
-        clients: list[Any] = []
+        clients: list[consul.Consul] = []
         try:
             self._loop(clients)
         except Exception:  # a bug, not Consul: never leave a dead watcher in place
@@ -199,7 +201,7 @@ class Watcher:
             for client in clients:  # its keep-alive connection, now rather than at GC
                 client.http.session.close()
 
-    def _loop(self, clients: list[Any]) -> None:
+    def _loop(self, clients: list[consul.Consul]) -> None:
         def query(index: int, wait: str) -> tuple[Any, Any]:
             if not clients:
                 clients.append(consul_client())
@@ -222,9 +224,10 @@ class Watcher:
             keep_going=keep_going,
         )
 
-    def _query(self, client: Any, index: int, wait: str) -> tuple[Any, Any]:
+    def _query(self, client: consul.Consul, index: int, wait: str) -> tuple[Any, Any]:
         key = self.key
-        return client.health.service(
+        # (X-Consul-Index, entries): unpacked because py-consul leaves the return type open.
+        raw_index, entries = client.health.service(
             key.service,
             index=index or None,
             wait=wait,
@@ -232,6 +235,7 @@ class Watcher:
             tag=list(key.tags) or None,
             dc=key.datacenter or None,
         )
+        return raw_index, entries
 
     def _succeeded(self, raw_index: Any, entries: list[Any]) -> None:
         parsed = parse_entries(entries, include_warning=self.key.include_warning)

@@ -65,7 +65,8 @@ class APIKey(models.Model):
     """An API key: only a hash is stored; the key itself is shown once, when it is issued."""
 
     consumer = models.ForeignKey(Consumer, on_delete=models.CASCADE, related_name="api_keys")
-    name = models.CharField(max_length=100, blank=True)
+    NAME_MAX_LENGTH = 100  # an int to code that checks names first; max_length is optional
+    name = models.CharField(max_length=NAME_MAX_LENGTH, blank=True)
     prefix = models.CharField(max_length=16, unique=True, editable=False)
     key_hash = models.CharField(max_length=64, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -21,7 +21,8 @@ class Authentication(models.TextChoices):
 class Route(models.Model):
     """Matches requests by host, path prefix (or ``~regex``), method and headers."""
 
-    name = models.SlugField(max_length=100, unique=True)
+    NAME_MAX_LENGTH = 100  # an int to code that fits names (Consul sync); max_length is optional
+    name = models.SlugField(max_length=NAME_MAX_LENGTH, unique=True)
     service = models.ForeignKey(Service, on_delete=models.PROTECT, related_name="routes")
     paths = models.JSONField(
         default=list,
@@ -134,10 +135,12 @@ class Route(models.Model):
             ),
         )
         if not errors and not (self.paths or self.hosts or self.headers):
-            errors["paths"] = [_("A route needs at least one path, host or header to match on.")]
+            errors["paths"] = [
+                str(_("A route needs at least one path, host or header to match on."))
+            ]
         if (self.allowed_groups or self.denied_groups) and self.authentication == "none":
             errors.setdefault("allowed_groups", []).append(
-                _("Group rules need an authenticated consumer: choose an authentication mode.")
+                str(_("Group rules need an authenticated consumer: choose an authentication mode."))
             )
         if errors:
             raise ValidationError(errors)

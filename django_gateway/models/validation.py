@@ -21,7 +21,9 @@ _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 
 
-def apply_rules(instance: object, rules: Iterable[tuple[str, Callable[[Any], Any]]]) -> dict:
+def apply_rules(
+    instance: object, rules: Iterable[tuple[str, Callable[[Any], Any]]]
+) -> dict[str, list[str]]:
     """Run each ``(field, rule)`` on ``instance``, storing canonical values; returns the errors
     by field, so a form shows every problem at once."""
     errors: dict[str, list[str]] = {}
@@ -33,7 +35,7 @@ def apply_rules(instance: object, rules: Iterable[tuple[str, Callable[[Any], Any
     return errors
 
 
-def _as_list(value: object, field: str) -> list:
+def _as_list(value: object, field: str) -> list[Any]:
     if value in (None, ""):
         return []
     if not isinstance(value, list | tuple):

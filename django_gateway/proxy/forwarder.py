@@ -42,7 +42,7 @@ from .headers import (
 )
 from .plan import UpstreamPlan, headers_for, plan_request
 from .pool import Endpoint
-from .response import build_response
+from .response import StreamingProxyResponse, build_response
 from .transport import (
     NoResponse,
     ResponseCut,
@@ -149,9 +149,8 @@ def _respond(
     exchange: Exchange, plan: UpstreamPlan, choice: Choice, upstream: UpstreamResponse
 ) -> HttpResponseBase:
     """The client's response; the try's in-flight count ends when that response is finished:
-    now for a body that came with the head, else when the WSGI server closes the response (the
-    body fully sent, or the client gone). Django runs ``_resource_closers`` once, from
-    ``close()``."""
+    now for a body that came with the head, else when the server closes the response (the body
+    fully sent, or the client gone: :meth:`StreamingProxyResponse.close`)."""
     route = exchange.route
     if route.max_response_duration is not None and not upstream.complete:
         upstream.on_cut = partial(_log_cut, exchange)
@@ -162,10 +161,10 @@ def _respond(
         head_only=exchange.method == "HEAD",
     )
     if choice.in_flight is not None:
-        if upstream.complete:
-            choice.finished()
+        if isinstance(response, StreamingProxyResponse):
+            response.on_close = choice.finished
         else:
-            response._resource_closers.append(choice.finished)  # type: ignore[attr-defined]
+            choice.finished()
     return response
 
 

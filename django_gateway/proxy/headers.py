@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 from ..config import Identity
 
@@ -65,8 +65,8 @@ class ForwardContext:
     hidden_cookie: str | None = None
 
 
-def valid_request_id(value: str | None) -> bool:
-    return bool(value) and _REQUEST_ID.match(value) is not None  # type: ignore[arg-type]
+def valid_request_id(value: str | None) -> TypeGuard[str]:
+    return value is not None and _REQUEST_ID.match(value) is not None
 
 
 def connection_tokens(value: str | None) -> frozenset[str]:

@@ -18,7 +18,7 @@ from functools import lru_cache
 from typing import Any
 
 from ..exceptions import UpstreamConnectError, UpstreamConnectTimeout
-from ..netpolicy import ForbiddenAddress, allowed_addresses
+from ..netpolicy import AddressInfo, ForbiddenAddress, allowed_addresses
 from ..sockets import is_stale, set_kernel_timeouts
 
 
@@ -83,7 +83,7 @@ def _tls_context(verify: bool) -> ssl.SSLContext:
     return context
 
 
-def _resolve(endpoint: Endpoint) -> list[tuple]:
+def _resolve(endpoint: Endpoint) -> list[AddressInfo]:
     try:
         return allowed_addresses(endpoint.host, endpoint.port)
     except socket.gaierror as exc:

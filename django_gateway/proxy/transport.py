@@ -335,7 +335,7 @@ class Transport:
     def _read_head(
         self, conn: Connection, read_timeout: float, deadline: float, expires: float | None
     ) -> _Reader:
-        reader = conn.reader
+        reader: _Reader | None = conn.reader  # Any in the pool, which sits below this module
         if reader is None:
             reader = conn.reader = _Reader()
         else:

@@ -262,7 +262,7 @@ class RequestReader:
             self.upgraded = True  # the stand-ins do not speak other protocols
         if callbacks.in_head:
             callbacks.head += segment
-        ends_line = bulk or segment[-1:] == b"\n"
+        ends_line = bulk or segment[-1:].tobytes() == b"\n"
         callbacks.line_prefix = b"" if ends_line else callbacks.line_prefix + bytes(segment)
 
 

@@ -209,9 +209,9 @@ class EchoUpstream(LoopbackServer):
             if request is None:
                 return
             self._record(request)
-            reply = self._make_reply(request)
-            if reply is None or not _send_reply(
-                sock, request, reply, keep_alive=reader.keep_alive, sleep=self._sleep
+            answer = self._make_reply(request)
+            if answer is None or not _send_reply(
+                sock, request, answer, keep_alive=reader.keep_alive, sleep=self._sleep
             ):
                 break
         _close_gracefully(sock)

@@ -46,7 +46,8 @@ class UnconfiguredLimiter(Limiter):
 
 
 def cache_alias() -> str:
-    return gateway_settings.RATE_LIMIT_CACHE_ALIAS or gateway_settings.CACHE_ALIAS
+    alias: str = gateway_settings.RATE_LIMIT_CACHE_ALIAS or gateway_settings.CACHE_ALIAS
+    return alias
 
 
 def build_limiter() -> Limiter:

@@ -95,10 +95,10 @@ def rate_limit_headers(
         if seen is None or _restrictiveness(status) < _restrictiveness(seen):
             shown[limit.limit_header] = status
     for limit in limits:
-        status = shown.pop(limit.limit_header, None)
-        if status is not None:
-            headers.append((limit.limit_header, str(status.spec.limit)))
-            headers.append((limit.remaining_header, str(status.remaining)))
+        shown_status = shown.pop(limit.limit_header, None)
+        if shown_status is not None:
+            headers.append((limit.limit_header, str(shown_status.spec.limit)))
+            headers.append((limit.remaining_header, str(shown_status.remaining)))
     return headers
 
 

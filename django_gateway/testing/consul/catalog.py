@@ -24,6 +24,7 @@ from .model import (
     Check,
     ConsulError,
     Instance,
+    Node,
     default_tagged_addresses,
 )
 
@@ -282,7 +283,7 @@ class ConsulCatalog:
         """The agent's check ``check_id``, or 404 as ``vetCheckUpdate`` says."""
         with self.changed:
             dc = self._dc(None)
-            owners = [
+            owners: list[Node | Instance] = [
                 dc.nodes[self.node],
                 *(i for i in dc.instances.values() if i.node == self.node),
             ]

@@ -232,7 +232,8 @@ class Datacenter:
         ]
 
     def _records(self) -> Iterator[Node | Instance | Check]:
-        for owner in [*self.nodes.values(), *self.instances.values()]:
+        owners: list[Node | Instance] = [*self.nodes.values(), *self.instances.values()]
+        for owner in owners:
             yield owner
             yield from owner.checks.values()
 

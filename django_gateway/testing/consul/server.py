@@ -124,6 +124,7 @@ class ConsulDouble(LoopbackServer):
         """``host:port``, the form ``CONSUL_HTTP_ADDR`` takes."""
         return self.url.removeprefix("http://")
 
+    # A fresh list each time, so narrowing its item type is safe (mypy sees only list invariance).
     @property
     def requests(self) -> list[ConsulRequest]:  # type: ignore[override]
         """Every request received so far (method, ``route``, ``params``, headers, body)."""
