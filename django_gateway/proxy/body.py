@@ -15,6 +15,7 @@ from ..exceptions import (
     NotImplementedFraming,
     PayloadTooLarge,
 )
+from .failures import client_body_failure
 
 CHUNK_SIZE = 64 * 1024
 REPLAY_LIMIT = 64 * 1024
@@ -60,7 +61,7 @@ class RequestBody:
                 chunk = self._stream.read(size)
             except OSError as exc:
                 self._replay = None
-                raise BadRequest("The client connection failed while sending the body.") from exc
+                raise client_body_failure() from exc
             if not chunk:
                 if remaining is not None:
                     self._replay = None

@@ -35,6 +35,7 @@ from ..exchange import Exchange
 from ..runtime import runtime
 from ..selection import Choice, choose
 from .body import RequestBody
+from .failures import NoResponse, ResponseCut
 from .headers import (
     ForwardContext,
     LocationRewrite,
@@ -43,13 +44,7 @@ from .headers import (
 from .plan import UpstreamPlan, headers_for, plan_request
 from .pool import Endpoint
 from .response import StreamingProxyResponse, build_response
-from .transport import (
-    NoResponse,
-    ResponseCut,
-    Timeouts,
-    UpstreamRequest,
-    UpstreamResponse,
-)
+from .transport import Timeouts, UpstreamRequest, UpstreamResponse
 
 logger = logging.getLogger(__name__)
 

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from ..exceptions import UpstreamConnectError, UpstreamConnectTimeout
 from ..netpolicy import AddressInfo, ForbiddenAddress, allowed_addresses
 from ..sockets import is_stale, set_kernel_timeouts
+from .failures import connect_failure
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,10 +86,8 @@ def _tls_context(verify: bool) -> ssl.SSLContext:
 def _resolve(endpoint: Endpoint) -> list[AddressInfo]:
     try:
         return allowed_addresses(endpoint.host, endpoint.port)
-    except socket.gaierror as exc:
-        raise UpstreamConnectError(f"Cannot resolve upstream host: {exc.strerror}.") from exc
-    except ForbiddenAddress as exc:
-        raise UpstreamConnectError(f"{exc}.") from exc
+    except (socket.gaierror, ForbiddenAddress) as exc:
+        raise connect_failure(exc) from exc
 
 
 def open_connection(endpoint: Endpoint, timeout: float) -> Connection:
@@ -108,20 +106,13 @@ def open_connection(endpoint: Endpoint, timeout: float) -> Connection:
                 )
             sock.settimeout(None)  # blocking from now on; Connection.set_timeout bounds it
             return Connection(endpoint, sock)
-        except TimeoutError as exc:
+        except (TimeoutError, ssl.SSLError) as exc:  # another address would not do better
             sock.close()
-            raise UpstreamConnectTimeout() from exc
-        except ssl.SSLError as exc:
-            sock.close()
-            raise UpstreamConnectError(
-                f"TLS handshake with the upstream failed: {exc.reason}."
-            ) from exc
-        except OSError as exc:
+            raise connect_failure(exc) from exc
+        except OSError as exc:  # refused, unreachable: the next address may answer
             sock.close()
             last_error = exc
-    raise UpstreamConnectError(
-        f"Connecting to the upstream failed: {getattr(last_error, 'strerror', None) or last_error}."
-    )
+    raise connect_failure(last_error or OSError("no address to connect to"))
 
 
 class ConnectionPool:

@@ -2,11 +2,8 @@
 
 The transport is one call, :meth:`Transport.send`, so an async client can replace it later. It
 never hand-parses framing: status line, headers, chunked and length-delimited bodies all go through
-``httptools.HttpResponseParser``. Low-level errors become gateway errors here and nowhere else:
-
-- the connection could not be made → ``UpstreamConnectError`` / ``UpstreamConnectTimeout``;
-- the connection died before any response byte → :class:`NoResponse` (retryable by policy);
-- no head before the deadline → ``GatewayTimeout``; an unparsable head → ``BadGateway``.
+``httptools.HttpResponseParser``. It says where a low-level error happened; what the client
+gets for it is decided in one place, :mod:`.failures` (its table is the whole story).
 
 Deadlines (docs/proxying.md, Timeouts). A try has ``Timeouts.total`` from its start to the end of
 what is read before :meth:`Transport.send` returns: the head, and a body small enough to buffer.
@@ -22,33 +19,23 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
+from httptools import HttpParserError, HttpResponseParser
 
-from ..exceptions import BadGateway, GatewayTimeout
 from .body import RequestBody
+from .failures import (
+    ResponseCut,
+    body_failure,
+    head_failure,
+    parse_failure,
+    send_failure,
+    too_late,
+)
 from .pool import KERNEL_TIMEOUTS, Connection, ConnectionPool, Endpoint
 
 RECV_SIZE = 64 * 1024
 # Bodies announced at most this large are read before the response is handed on: sent in one write,
 # and the connection goes back to the pool before the client has read a byte.
 BUFFER_LIMIT = 64 * 1024
-
-
-class NoResponse(BadGateway):
-    """The connection failed after the request was (partly) sent but before any response byte."""
-
-    default_detail = "The upstream closed the connection without answering."
-
-    def __init__(self, detail: str | None = None, *, reused: bool = False) -> None:
-        super().__init__(detail)
-        self.reused = reused
-
-
-class ResponseCut(GatewayTimeout):
-    """``max_response_duration`` ran out while the body streamed. The head is already on its way
-    to the client, so this cannot become a 504: raised from the body iterator, it makes the WSGI
-    server close the connection, and the client sees a body shorter than its ``Content-Length``
-    or a chunked body without its last chunk, never a clean end."""
 
 
 class _Expired(Exception):
@@ -184,7 +171,9 @@ class UpstreamResponse:
                 while not self.complete:
                     self._pull(deadline)
             except _Expired:
-                raise _too_late("send the whole response", deadline, expires) from None
+                raise too_late(
+                    "send the whole response", response_limit=deadline == expires
+                ) from None
 
     def buffered_body(self) -> bytes:
         """The whole body, when it arrived with the head (``complete`` is true)."""
@@ -215,7 +204,7 @@ class UpstreamResponse:
         if not data:
             if not self._eof_ends_body:
                 self.close()
-                raise BadGateway("The upstream closed the connection in the middle of the body.")
+                raise body_failure(None)
             self.complete = True
             self._finish(keep_alive=False)
             return
@@ -223,7 +212,7 @@ class UpstreamResponse:
             reader.parser.feed_data(data)
         except HttpParserError as exc:
             self.close()
-            raise BadGateway("The upstream sent a malformed body.") from exc
+            raise parse_failure(exc, in_body=True) from exc
         self._pending.extend(reader.take_chunks())
         if reader.complete:
             self.complete = True
@@ -250,10 +239,10 @@ class UpstreamResponse:
             self.close()
             if timeout < self._read_timeout:
                 raise _Expired from exc
-            raise GatewayTimeout("The upstream stopped sending the body.") from exc
+            raise body_failure(exc, timed_out=True) from exc
         except OSError as exc:
             self.close()
-            raise BadGateway("The upstream connection failed in the middle of the body.") from exc
+            raise body_failure(exc) from exc
 
     def _finish(self, keep_alive: bool) -> None:
         conn, self._conn = self._conn, None
@@ -326,11 +315,9 @@ class Transport:
             if first:
                 sock.sendall(head)
         except KERNEL_TIMEOUTS as exc:
-            raise GatewayTimeout("The upstream stopped reading the request.") from exc
+            raise send_failure(exc, timed_out=True, reused=conn.reused) from exc
         except OSError as exc:
-            raise NoResponse(
-                f"Sending to the upstream failed: {exc.strerror or exc}.", reused=conn.reused
-            ) from exc
+            raise send_failure(exc, timed_out=False, reused=conn.reused) from exc
 
     def _read_head(
         self, conn: Connection, read_timeout: float, deadline: float, expires: float | None
@@ -345,41 +332,19 @@ class Transport:
         while not reader.head_done:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise _too_late("answer", deadline, expires)
+                raise too_late("answer", response_limit=deadline == expires)
             conn.set_timeout(min(read_timeout, remaining))
             try:
                 data = sock.recv(RECV_SIZE)
             except KERNEL_TIMEOUTS as exc:
-                raise _too_late("answer", deadline, expires) from exc
+                raise too_late("answer", response_limit=deadline == expires) from exc
             except OSError as exc:
-                if received:
-                    raise BadGateway(
-                        "The upstream connection failed while sending the head."
-                    ) from exc
-                raise NoResponse(
-                    f"The upstream reset the connection: {exc.strerror or exc}.", reused=conn.reused
-                ) from exc
+                raise head_failure(exc, received=received, reused=conn.reused) from exc
             if not data:
-                if received:
-                    raise BadGateway(
-                        "The upstream closed the connection in the middle of the head."
-                    )
-                raise NoResponse(reused=conn.reused)
+                raise head_failure(None, received=received, reused=conn.reused)
             received = True
             try:
                 reader.parser.feed_data(data)
-            except HttpParserUpgrade as exc:
-                raise BadGateway(
-                    "The upstream switched protocols, which was not asked for."
-                ) from exc
-            except HttpParserError as exc:
-                raise BadGateway(
-                    "The upstream sent a response that is not valid HTTP/1.1."
-                ) from exc
+            except HttpParserError as exc:  # HttpParserUpgrade included
+                raise parse_failure(exc, in_body=False) from exc
         return reader
-
-
-def _too_late(what: str, deadline: float, expires: float | None) -> GatewayTimeout:
-    """The 504 for a try that ran out of time, naming the limit that ended it."""
-    limit = "within the route's max_response_duration" if deadline == expires else "in time"
-    return GatewayTimeout(f"The upstream service did not {what} {limit}.")
