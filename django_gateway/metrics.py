@@ -40,7 +40,9 @@ class OutageWarnings:
 
     clock = staticmethod(time.monotonic)
 
-    def __init__(self, every: float = 10.0, logger_name: str = "django_gateway.throttling") -> None:
+    def __init__(
+        self, every: float = 10.0, logger_name: str = "django_gateway.throttling.stage"
+    ) -> None:
         self.every = every
         self._logger = logging.getLogger(logger_name)
         self.reset()

@@ -58,7 +58,8 @@ def build_limiter() -> Limiter:
         timeout = gateway_settings.RATE_LIMIT_TIMEOUT
         try:
             pool = pool_from_django_cache(alias, socket_timeout=timeout, connect_timeout=timeout)
-        except ImproperlyConfigured as exc:  # Sentinel, say: treat as down, and say why
+        except (ImproperlyConfigured, ValueError) as exc:  # Sentinel, a LOCATION redis-py
+            # refuses...: treat Redis as down (the fault policy answers), and say why
             logger.error("Rate limits cannot be counted: %s", exc)
             return UnconfiguredLimiter(str(exc))
         return RedisLimiter(pool, retry_interval=gateway_settings.RATE_LIMIT_RETRY_INTERVAL)

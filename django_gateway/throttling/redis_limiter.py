@@ -36,7 +36,7 @@ import weakref
 from collections.abc import Callable, Mapping, Sequence
 from importlib.resources import files
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode
 
 import redis
 from django.conf import settings
@@ -257,7 +257,9 @@ def _primary_url(location: str | Sequence[str]) -> str:
     """The server django-redis writes to (the first of ``LOCATION``), without the query options
     that are ours: ``ConnectionPool.from_url`` lets the URL's query win over its arguments."""
     first = (location.split(",") if isinstance(location, str) else list(location))[0]
-    parts = urlsplit(first)
-    query = parse_qsl(parts.query, keep_blank_values=True)
-    kept = urlencode([(name, value) for name, value in query if name not in _OVERRIDDEN])
-    return urlunsplit(parts._replace(query=kept))
+    # Cut the query off the text rather than rebuild the URL: urlunsplit would turn
+    # unix:///run/redis.sock into unix:/run/redis.sock, which redis-py refuses.
+    base, _, query = first.partition("?")
+    pairs = parse_qsl(query, keep_blank_values=True)
+    kept = urlencode([(name, value) for name, value in pairs if name not in _OVERRIDDEN])
+    return f"{base}?{kept}" if kept else base

@@ -164,3 +164,20 @@ def test_limits_apply_again_as_soon_as_redis_is_back(client, route, redis_server
         again = [client.get("/api/x") for _ in range(3)]
     assert [r.status_code for r in again] == [200, 200, 429]
     assert again[0]["RateLimit-Remaining"] == "1"
+
+
+def test_a_location_redis_cannot_use_is_redis_down_not_a_500(client, route, caplog):
+    """A LOCATION redis-py refuses (found by the benchmark: a URL rebuilt without its //) is
+    logged once and handled by the fault policy, never an Internal Server Error."""
+    caches = {
+        **settings.CACHES,
+        "limits": {"BACKEND": "django_redis.cache.RedisCache", "LOCATION": "nonsense://x"},
+    }
+    gateway = {**settings.GATEWAY, "RATE_LIMIT_CACHE_ALIAS": "limits"}
+    with override_settings(CACHES=caches, GATEWAY=gateway):
+        assert client.get("/api/x").status_code == 200  # fault tolerant: admitted
+        RateLimit.objects.update(fault_tolerant=False)
+        runtime.snapshots.invalidate()
+        response = client.get("/api/x")
+    assert response.status_code == 503 and response["Content-Type"] == "application/problem+json"
+    assert "Rate limits cannot be counted" in caplog.text

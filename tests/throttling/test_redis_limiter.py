@@ -278,6 +278,20 @@ def test_pool_from_django_cache_keeps_tls_and_credentials():
     assert kwargs["password"] == "s3cret"
 
 
+def test_pool_from_django_cache_keeps_a_unix_socket_location():
+    """``unix:///run/redis.sock?db=2``: the query is cut off without losing the ``//``."""
+    cache = redis_cache("unix:///run/redis/redis.sock?db=2&socket_timeout=9")
+    with override_settings(CACHES={"default": LOCMEM, "limits": cache}):
+        pool = pool_from_django_cache("limits", socket_timeout=0.1, connect_timeout=0.1)
+    assert pool.connection_class is redis.UnixDomainSocketConnection
+    kwargs = pool.connection_kwargs
+    assert (kwargs["path"], kwargs["db"], kwargs["socket_timeout"]) == (
+        "/run/redis/redis.sock",
+        2,
+        0.1,
+    )
+
+
 @pytest.mark.parametrize(
     "limits",
     [LOCMEM, {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": ""}, None],
