@@ -15,16 +15,18 @@ from __future__ import annotations
 
 import hmac
 import logging
+from collections.abc import Callable, Mapping
+from datetime import datetime
 from urllib.parse import unquote_plus
 
 from django.utils import timezone
 
 from ..conf import gateway_settings
-from ..config import Identity
+from ..config import ConsumerConfig, Identity
 from ..exceptions import Unauthorized
 from ..exchange import Exchange
 from ..runtime import runtime
-from .key_store import hash_key, parse_key
+from .key_store import KeyRecord, hash_key, parse_key
 
 logger = logging.getLogger(__name__)
 
@@ -98,29 +100,48 @@ class APIKeyAuthenticator:
                 values.append(unquote_plus(value))
 
     def verify(self, text: str, exchange: Exchange) -> Identity:
-        """The identity for key ``text``, or :class:`Unauthorized`; the key is never logged."""
+        """The identity for key ``text``, or :class:`Unauthorized`; the key is never logged.
+
+        Parse (pure), look the prefix up (the one I/O: the snapshot's key store, a query on a
+        miss), decide (:func:`key_identity`, pure), then note the use."""
         parsed = parse_key(text)
         if parsed is None:
             logger.debug("API key refused: not of the gw_<prefix>_<secret> shape")
             raise Unauthorized(INVALID)
         prefix, plaintext = parsed
         record = exchange.snapshot.api_keys.get(prefix)
-        if record is None or not hmac.compare_digest(record.key_hash, hash_key(plaintext)):
-            logger.debug("API key refused: unknown prefix or wrong secret (prefix %s)", prefix)
-            raise Unauthorized(INVALID)
-        # The caller has proved it holds the key: it may learn why the key no longer works.
-        if record.revoked:
-            logger.debug("API key refused: revoked (prefix %s)", prefix)
-            raise Unauthorized("This API key has been revoked.")
-        if record.expires_at is not None and record.expires_at <= timezone.now():
-            logger.debug("API key refused: expired (prefix %s)", prefix)
-            raise Unauthorized("This API key has expired.")
-        consumer = exchange.snapshot.consumers.get(record.consumer_id)
-        if consumer is None:
-            logger.debug("API key refused: consumer disabled (prefix %s)", prefix)
-            raise Unauthorized("The consumer of this API key is disabled.")
+        if record is None:
+            logger.debug("API key refused: unknown prefix (prefix %s)", prefix)
+            raise Unauthorized(INVALID)  # the same answer as a wrong secret: no oracle
+        identity = key_identity(prefix, plaintext, record, exchange.snapshot.consumers)
         runtime.usage.record(record.id)
-        return Identity(consumer, prefix, consumer.groups, credential_type="key")
+        return identity
+
+
+def key_identity(
+    prefix: str,
+    plaintext: str,
+    record: KeyRecord,
+    consumers: Mapping[int, ConsumerConfig],
+    now: Callable[[], datetime] | None = None,
+) -> Identity:
+    """The decision once the key's row is known: the identity, or why the key does not work.
+    ``now`` (default: Django's ``timezone.now``) is asked only for a key that expires."""
+    if not hmac.compare_digest(record.key_hash, hash_key(plaintext)):
+        logger.debug("API key refused: wrong secret (prefix %s)", prefix)
+        raise Unauthorized(INVALID)
+    # The caller has proved it holds the key: it may learn why the key no longer works.
+    if record.revoked:
+        logger.debug("API key refused: revoked (prefix %s)", prefix)
+        raise Unauthorized("This API key has been revoked.")
+    if record.expires_at is not None and record.expires_at <= (now or timezone.now)():
+        logger.debug("API key refused: expired (prefix %s)", prefix)
+        raise Unauthorized("This API key has expired.")
+    consumer = consumers.get(record.consumer_id)
+    if consumer is None:
+        logger.debug("API key refused: consumer disabled (prefix %s)", prefix)
+        raise Unauthorized("The consumer of this API key is disabled.")
+    return Identity(consumer, prefix, consumer.groups, credential_type="key")
 
 
 api_key_authenticator = APIKeyAuthenticator()

@@ -93,20 +93,25 @@ def _translate(exc: pyjwt.PyJWTError) -> Unauthorized:
     return Unauthorized(next(found, "The bearer token is invalid."))
 
 
-def _verify(
-    token: str, header: dict[str, Any], config: JWTCredentialConfig
-) -> tuple[dict[str, Any], Any]:
-    """The verified claims and the key that verified them: signature with the credential's
-    key(s), then the standard claims."""
+def _candidate_keys(header: dict[str, Any], config: JWTCredentialConfig) -> tuple[Any, ...]:
+    """The keys that may have signed the token: the credential's own material, or its JWKS's
+    (the one I/O of JWT authentication: a fetch, cached per process, on a miss)."""
     if config.material is not None:
-        keys: tuple[Any, ...] = (config.material,)
-    else:
-        kid = header.get("kid")
-        if kid is not None and not isinstance(kid, str):
-            raise Unauthorized("The bearer token is malformed.")
-        keys = runtime.jwks.keys(config.jwks_url, config.algorithm, kid)
-        if not keys:
-            raise Unauthorized("No key of the credential's key set matches this token.")
+        return (config.material,)
+    kid = header.get("kid")
+    if kid is not None and not isinstance(kid, str):
+        raise Unauthorized("The bearer token is malformed.")
+    keys = runtime.jwks.keys(config.jwks_url, config.algorithm, kid)
+    if not keys:
+        raise Unauthorized("No key of the credential's key set matches this token.")
+    return tuple(keys)
+
+
+def _verify(
+    token: str, config: JWTCredentialConfig, keys: tuple[Any, ...]
+) -> tuple[dict[str, Any], Any]:
+    """The verified claims and the key that verified them (no I/O): signature with one of
+    ``keys``, then the standard claims."""
     settings = gateway_settings
     require = ["exp"] if settings.JWT_REQUIRE_EXP or settings.JWT_MAXIMUM_EXPIRATION else []
     options: Any = {
@@ -187,7 +192,7 @@ class JWTAuthenticator:
         if not all(_numeric(unverified[c]) for c in ("exp", "nbf", "iat") if c in unverified):
             raise Unauthorized("The token's exp, nbf and iat must be numeric dates.")
         try:
-            claims, key = _verify(token, header, config)
+            claims, key = _verify(token, config, _candidate_keys(header, config))
         except Unauthorized as exc:
             logger.debug("JWT for credential %r refused: %s", config.key, exc.detail)
             raise
