@@ -14,6 +14,8 @@ import uuid
 from pathlib import Path
 from urllib.parse import urlparse
 
+from tests.installed_apps import INSTALLED_APPS  # noqa: F401 (a setting Django reads)
+
 BASE_DIR = Path(__file__).resolve().parent
 SECRET_KEY = "tests-only-not-secret"
 DEBUG = False
@@ -23,15 +25,6 @@ ROOT_URLCONF = "tests.urls"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 REQUIRE_SERVICES = os.environ.get("GATEWAY_TEST_REQUIRE_SERVICES") == "1"
 
-INSTALLED_APPS = [
-    "django.contrib.admin",
-    "django.contrib.auth",
-    "django.contrib.contenttypes",
-    "django.contrib.sessions",
-    "django.contrib.messages",
-    "django.contrib.staticfiles",
-    "django_gateway",
-]
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "django_gateway.middleware.GatewayMiddleware",

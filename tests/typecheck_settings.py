@@ -4,16 +4,9 @@
 type checking needs no services, so it reads this module instead: the same apps, no I/O.
 """
 
+from tests.installed_apps import INSTALLED_APPS  # noqa: F401 (a setting Django reads)
+
 SECRET_KEY = "typecheck-only-not-secret"
 USE_TZ = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
-INSTALLED_APPS = [
-    "django.contrib.admin",
-    "django.contrib.auth",
-    "django.contrib.contenttypes",
-    "django.contrib.sessions",
-    "django.contrib.messages",
-    "django.contrib.staticfiles",
-    "django_gateway",
-]
 DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
