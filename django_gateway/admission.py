@@ -13,6 +13,9 @@ with problem+json:
   host than the ``Host`` header: gunicorn and Django route by the header, a proxy in front may
   route by the authority (RFC 9112 §3.2.2), so the two could pick different routes;
 - a Host outside ``ALLOWED_HOSTS``, checked by Django's own ``get_host()``.
+
+Everything reads the request's environ (CGI names), which the WSGI server gives and the ASGI
+shell builds from its scope, so both shells and the tester ask the same questions.
 """
 
 from __future__ import annotations
@@ -47,11 +50,11 @@ class Admission:
         return self.match is not None or self.probed_route is not None
 
 
-def admit(request: HttpRequest, table: RouteTable) -> Admission | None:
-    """The gateway's verdict on ``request``; ``None`` when no route matches its (well-formed)
-    path. A refused path always gets an :class:`Admission`, which says whether it is ours."""
-    environ = request.META
-    method = request.method or "GET"
+def admit(environ: Mapping[str, Any], table: RouteTable) -> Admission | None:
+    """The gateway's verdict on the request in ``environ``; ``None`` when no route matches its
+    (well-formed) path. A refused path always gets an :class:`Admission`, which says whether it
+    is ours."""
+    method = environ.get("REQUEST_METHOD") or "GET"
     host = canonical_host(environ.get("HTTP_HOST", ""))
     try:
         raw_path, decoded = raw_request_path(environ)
@@ -64,12 +67,11 @@ def admit(request: HttpRequest, table: RouteTable) -> Admission | None:
     match = table.match(method, host, path, environ)
     if match is None:
         return None
-    return Admission(path, host, match, host_refusal(request, host))
+    return Admission(path, host, match, host_refusal(environ, host))
 
 
-def host_refusal(request: HttpRequest, host: str) -> GatewayError | None:
+def host_refusal(environ: Mapping[str, Any], host: str) -> GatewayError | None:
     """Why the gateway refuses this request's Host, or ``None``; ``host`` is canonical."""
-    environ = request.META
     if not host:
         return HostMissing() if environ.get("SERVER_PROTOCOL") == "HTTP/1.1" else None
     if malformed(host):
@@ -77,7 +79,7 @@ def host_refusal(request: HttpRequest, host: str) -> GatewayError | None:
     authority = _absolute_form_authority(environ)
     if authority is not None and canonical_host(authority) != host:
         return BadRequest("The request target names another host than the Host header.")
-    if not _host_allowed(request):
+    if not _host_allowed(environ):
         return BadRequest("The Host header is not in ALLOWED_HOSTS.")
     return None
 
@@ -92,17 +94,18 @@ def _absolute_form_authority(environ: Mapping[str, Any]) -> str | None:
     return rest[:end].rpartition("@")[2]  # userinfo is not part of the host
 
 
-def _host_allowed(request: HttpRequest) -> bool:
+def _host_allowed(environ: Mapping[str, Any]) -> bool:
     """Django's own ``get_host()`` check, remembered per Host value (in the runtime) until
     settings change.
 
     The check walks ``ALLOWED_HOSTS`` with pattern matching on every call; a gateway sees the same
     few host names millions of times. Only accepted values are remembered, and only so many.
     """
-    environ = request.META
     key = (environ.get("HTTP_HOST"), environ.get("HTTP_X_FORWARDED_HOST"))
     if key in runtime.allowed_hosts_seen:
         return True
+    request = HttpRequest()  # only for a Host value not seen yet: Django's rule, not a copy
+    request.META = dict(environ)
     try:
         request.get_host()
     except DisallowedHost:

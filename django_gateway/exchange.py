@@ -1,6 +1,7 @@
 """The per-request state every stage reads and writes: one typed object, never an untyped dict.
 
-A matched request becomes an :class:`Exchange` (built by the shell, :func:`pipeline.new_exchange`);
+A matched request becomes an :class:`Exchange` (built by either shell with
+:func:`pipeline.new_exchange`; no Django ``HttpRequest`` is needed);
 each stage (authentication, access rules, rate limits, forwarding) takes it, reads the fields the
 earlier stages set and sets its own.
 """
@@ -11,8 +12,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.http import HttpRequest
-
 from .config import CompiledRoute, CredentialUse, Identity
 from .routing import RouteMatch
 from .snapshot import Snapshot
@@ -20,8 +19,11 @@ from .snapshot import Snapshot
 
 @dataclass(slots=True)
 class Exchange:
-    request: HttpRequest
+    #: The request in CGI/WSGI names (``HTTP_*``, ``QUERY_STRING``, ``REMOTE_ADDR``...): the WSGI
+    #: server's own environ, or the ASGI shell's translation of its scope (one vocabulary for
+    #: every stage, whichever shell serves the request).
     environ: dict[str, Any]
+    scheme: str  # "http" or "https", as the client reached the gateway
     method: str
     path: str  # canonical decoded path
     host: str  # hosts.canonical_host of the Host header ("" when the client sent none)

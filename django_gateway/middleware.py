@@ -51,18 +51,19 @@ def gateway_response(request: HttpRequest) -> HttpResponseBase | None:
         )
     if not snapshot.routes.routes:
         return None
-    admission = admit(request, snapshot.routes)
+    environ = request.META
+    admission = admit(environ, snapshot.routes)
     if admission is None or not admission.ours:
         return None
     if admission.refusal is not None:
         return _refuse(request, admission.refusal)
     assert admission.match is not None  # a match, since nothing refused it
-    return handle(new_exchange(request, admission.path, admission.host, admission.match, snapshot))
+    return handle(new_exchange(environ, admission.path, admission.host, admission.match, snapshot))
 
 
 def _refuse(request: HttpRequest, error: GatewayError) -> HttpResponseBase:
     request_id = request_id_for(request.META)
-    log_refusal(request, error.status, request_id)
+    log_refusal(request.META, error.status, request_id)
     return problem_response(
         error, request_id=request_id, request_id_header=gateway_settings.REQUEST_ID_HEADER
     )

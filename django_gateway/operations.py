@@ -14,7 +14,6 @@ from typing import Any
 from urllib.parse import unquote_to_bytes, urlsplit
 
 from django.core.exceptions import ValidationError
-from django.core.handlers.wsgi import WSGIRequest
 from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
@@ -268,7 +267,7 @@ def explain_request(
         consumer_config = next(named, None)
         if consumer_config is None:
             raise InvalidRequest(f"No enabled consumer is named {consumer!r}.")
-    admission = admit(WSGIRequest(environ), table)  # the middleware's own verdict
+    admission = admit(environ, table)  # the middleware's own verdict
     if admission is not None and admission.match is None:
         assert admission.refusal is not None
         raise InvalidPath(admission.refusal.detail, admission.path, admission.probed_route)

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from typing import Any
 
-from django.http import HttpRequest
 from django.http.response import HttpResponseBase
 
 from .auth.stage import authenticate
@@ -37,21 +37,24 @@ def _request_id_environ_key() -> str:
     return "HTTP_" + header.upper().replace("-", "_")
 
 
-def request_id_for(environ: dict[str, Any]) -> str:
+def request_id_for(environ: Mapping[str, Any]) -> str:
     """The client's request id when it is well-formed, else a new one."""
     incoming = environ.get(gateway_settings.derived("request_id_key", _request_id_environ_key))
     return incoming if valid_request_id(incoming) else runtime.request_ids.new()
 
 
 def new_exchange(
-    request: HttpRequest, path: str, host: str, match: RouteMatch, snapshot: Snapshot
+    environ: dict[str, Any], path: str, host: str, match: RouteMatch, snapshot: Snapshot
 ) -> Exchange:
-    environ = request.META
+    """The Exchange for a request the route table matched; ``environ`` in CGI names (DESIGN §3:
+    both shells build the same one)."""
     peer = environ.get("REMOTE_ADDR", "")
     return Exchange(
-        request=request,
         environ=environ,
-        method=request.method or "GET",
+        # None only under a server that leaves out wsgi.url_scheme, which PEP 3333 requires:
+        # then http, Django's own default.
+        scheme=environ.get("wsgi.url_scheme") or "http",
+        method=environ.get("REQUEST_METHOD") or "GET",
         path=path,
         host=host,
         match=match,
@@ -75,18 +78,9 @@ def handle(exchange: Exchange) -> HttpResponseBase:
             check(exchange)
         response = forward(exchange)
     except GatewayError as error:
-        response = problem_response(
-            error,
-            request_id=exchange.request_id,
-            request_id_header=gateway_settings.REQUEST_ID_HEADER,
-        )
+        response = error_response(exchange, error)
     except Exception as exc:  # a bug: still answer in the gateway's format, and say so loudly
-        logger.exception("Unhandled error while proxying request %s", exchange.request_id)
-        response = problem_response(
-            GatewayError(),
-            request_id=exchange.request_id,
-            request_id_header=gateway_settings.REQUEST_ID_HEADER,
-        )
+        response = error_response(exchange, unexpected(exchange))
         response.exception = exc
     if exchange.response_headers:
         # Straight into Django's header store (ResponseHeaders._store, private): the gateway's own
@@ -98,6 +92,19 @@ def handle(exchange: Exchange) -> HttpResponseBase:
             store[name.lower()] = (name, value)
     log_access(exchange, response.status_code)
     return response
+
+
+def error_response(exchange: Exchange, error: GatewayError) -> HttpResponseBase:
+    return problem_response(
+        error, request_id=exchange.request_id, request_id_header=gateway_settings.REQUEST_ID_HEADER
+    )
+
+
+def unexpected(exchange: Exchange) -> GatewayError:
+    """The answer to a bug (logged with its traceback): still a problem+json, never Django's 500
+    page."""
+    logger.exception("Unhandled error while proxying request %s", exchange.request_id)
+    return GatewayError()
 
 
 def log_access(exchange: Exchange, status: int) -> None:
@@ -119,16 +126,15 @@ def log_access(exchange: Exchange, status: int) -> None:
     )
 
 
-def log_refusal(request: HttpRequest, status: int, request_id: str) -> None:
+def log_refusal(environ: Mapping[str, Any], status: int, request_id: str) -> None:
     """Requests the gateway refused before a route took them (bad path, Host) are logged too."""
     if not _logging_enabled():
         return
-    environ = request.META
     _log(
         client_address(environ.get("REMOTE_ADDR", ""), environ.get("HTTP_X_FORWARDED_FOR")),
-        request.method or "-",
+        environ.get("REQUEST_METHOD") or "-",
         canonical_host(environ.get("HTTP_HOST", "")),
-        request.path_info,
+        environ.get("PATH_INFO", "/").encode("latin-1").decode("utf-8", "replace"),
         status,
         route="-",
         service="-",

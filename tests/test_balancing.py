@@ -246,7 +246,6 @@ def exchange(**fields):
     fields.setdefault("client_ip", "203.0.113.9")
     fields.setdefault("identity", None)
     fields.setdefault("environ", {})
-    fields.setdefault("request", SimpleNamespace(COOKIES={}))
     return SimpleNamespace(**fields)
 
 
@@ -268,7 +267,7 @@ def test_hash_key_by_ip_consumer_header_and_cookie_with_client_ip_fallback():
     by_content_type = service("header", header="content-type")
     assert hash_key(by_content_type, exchange(environ={"CONTENT_TYPE": "a/b"})) == "a/b"
     by_cookie = service("cookie", cookie="sid")
-    assert hash_key(by_cookie, exchange(request=SimpleNamespace(COOKIES={"sid": "s1"}))) == "s1"
+    assert hash_key(by_cookie, exchange(environ={"HTTP_COOKIE": "a=1; sid=s1"})) == "s1"
     assert hash_key(by_cookie, exchange()) == "203.0.113.9"
 
 

@@ -24,6 +24,7 @@ from django.core.exceptions import ValidationError
 
 from ..conf import gateway_settings
 from ..config import Identity
+from ..cookies import request_cookie
 from ..exceptions import Unauthorized
 from ..exchange import Exchange
 from ..models.validation import group_names
@@ -50,7 +51,7 @@ def _find_token(exchange: Exchange) -> str | None:
             return rest.strip()
     cookie = gateway_settings.JWT_COOKIE
     if cookie:
-        value = exchange.request.COOKIES.get(cookie)
+        value = request_cookie(exchange.environ, cookie)
         if value:
             exchange.credential_use.cookie = cookie
             return value.strip()

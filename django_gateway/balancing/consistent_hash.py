@@ -24,6 +24,7 @@ from hashlib import blake2b
 from typing import Any, Protocol
 
 from ..config import Identity, Instance, ServiceConfig
+from ..cookies import request_cookie
 from .base import InFlight, Usable
 
 POINTS_PER_INSTANCE = 160
@@ -88,11 +89,6 @@ class HashRing:
         return None
 
 
-class _Cookies(Protocol):
-    @property
-    def COOKIES(self) -> Mapping[str, str]: ...
-
-
 class HashSource(Protocol):
     """What a request offers to hash on: the Exchange has it, and so does a test's stand-in."""
 
@@ -100,8 +96,6 @@ class HashSource(Protocol):
     def identity(self) -> Identity | None: ...
     @property
     def environ(self) -> Mapping[str, Any]: ...
-    @property
-    def request(self) -> _Cookies: ...
     @property
     def client_ip(self) -> str: ...
 
@@ -119,7 +113,7 @@ def hash_key(service: ServiceConfig, exchange: HashSource) -> str:
         if value:
             return value
     elif hash_on == "cookie":
-        value = exchange.request.COOKIES.get(service.hash_on_cookie)
+        value = request_cookie(exchange.environ, service.hash_on_cookie)
         if value:
             return value
     return exchange.client_ip

@@ -97,9 +97,7 @@ def forward_context(exchange: Exchange) -> ForwardContext:
         peer=exchange.peer,
         client_ip=exchange.client_ip,
         peer_trusted=exchange.peer_trusted,
-        # None only under a server that leaves out wsgi.url_scheme, which PEP 3333 requires:
-        # then http, Django's own default.
-        scheme=exchange.request.scheme or "http",
+        scheme=exchange.scheme,
         host=exchange.host,
         port=str(environ.get("SERVER_PORT", "")),
         prefix=exchange.match.matched if route.strip_path else "",
