@@ -43,6 +43,7 @@ class ServiceConfig:
     hash_on: str = "ip"
     hash_on_header: str = ""
     hash_on_cookie: str = ""
+    max_concurrent_requests: int | None = None  # per process; None: unlimited
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +122,7 @@ class CompiledRoute:
     read_timeout: float | None = None
     timeout: float | None = None
     max_response_duration: float | None = None
+    websocket: bool = False  # WebSocket upgrades are carried to the upstream (ASGI shell)
     max_body_size: int | None = None
     authentication: str = "none"
     anonymous_consumer: ConsumerConfig | None = None

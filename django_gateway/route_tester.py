@@ -23,7 +23,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
-from django.core.handlers.wsgi import WSGIRequest
 
 from .admission import host_refusal
 from .config import CompiledRoute, ConsumerConfig
@@ -120,6 +119,9 @@ class UpstreamPreview:
     url: str | None  # None when the service has no target to send to
     instances: int
     headers: tuple[tuple[str, str], ...]
+    #: The service's cap on requests in flight per gateway process (None: unlimited).
+    max_concurrent_requests: int | None = None
+    websocket: bool = False  # the route carries WebSocket upgrades (ASGI shell)
 
 
 @dataclass(frozen=True, slots=True)
@@ -377,11 +379,10 @@ def _upstream(
     Consul service shows its live instances, or the 503 the gateway would give). Credentials are
     not looked up, so the exchange carries an empty snapshot.
     """
-    request = WSGIRequest(env)
     host = canonical_host(env.get("HTTP_HOST", ""))
-    exchange = new_exchange(request, path, host, match, Snapshot("explain", RouteTable(()), {}))
+    exchange = new_exchange(env, path, host, match, Snapshot("explain", RouteTable(()), {}))
     service = match.route.service
-    refusal = _said(host_refusal(request, host))
+    refusal = _said(host_refusal(env, host))
     try:
         plan = plan_request(exchange)
     except GatewayError as error:  # the body's framing: 411, 413, 501
@@ -405,7 +406,14 @@ def _upstream(
         name, _, value = plan.body.framing_header.partition(": ")
         headers.append((name, value))
     preview = UpstreamPreview(
-        service.name, exchange.method, plan.target, url, len(instances), tuple(headers)
+        service.name,
+        exchange.method,
+        plan.target,
+        url,
+        len(instances),
+        tuple(headers),
+        service.max_concurrent_requests,
+        match.route.websocket,
     )
     return preview, refusal
 

@@ -7,9 +7,11 @@ one request to the next lives here, and only here (DESIGN §3, §5):
 - ``transport``: the upstream connection pools;
 - ``ejections``: passive health (consecutive failures, cool-downs, probes);
 - ``balancers``: the per-service balancers and their in-flight counts;
+- ``gates``: requests in flight per capped service (``max_concurrent_requests``);
 - ``watchers``: the Consul watchers and their last answers;
 - ``limiter``: the rate-limit engine (Redis, or per process), built from settings;
 - ``failures``: brute-force blocks; ``usage``: key uses waiting to be written;
+- ``offload``: the ASGI shell's threads for blocking work;
 - ``jwks``: fetched key sets; ``counters``: event counters; ``request_ids``: the id sequence;
 - ``allowed_hosts_seen``: ``Host`` values Django already accepted.
 
@@ -23,6 +25,7 @@ from __future__ import annotations
 import itertools
 import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from django.core.signals import setting_changed
@@ -31,6 +34,7 @@ from .auth.bruteforce import FailureCounter
 from .auth.jwks import JWKSCache
 from .auth.usage import UsageRecorder
 from .balancing import Balancers
+from .concurrency import ServiceGates
 from .conf import gateway_settings
 from .discovery.cache import Watchers
 from .ejection import Ejections
@@ -67,6 +71,7 @@ class Runtime:
         self.snapshots = SnapshotHolder()
         self.ejections = Ejections()
         self.balancers = Balancers()
+        self.gates = ServiceGates()
         self.failures = FailureCounter(lambda: self.limiter)
         self.jwks = JWKSCache()
         self.outage_warnings = OutageWarnings()
@@ -79,6 +84,7 @@ class Runtime:
         self._lock = threading.Lock()
         self._transport: Transport | None = None
         self._limiter: Limiter | None = None
+        self._offload: ThreadPoolExecutor | None = None
         self.usage = UsageRecorder()
         self.watchers = Watchers(self.counters)
         self.request_ids = RequestIds()
@@ -111,6 +117,20 @@ class Runtime:
                 limiter = self._limiter
         return limiter
 
+    @property
+    def offload(self) -> ThreadPoolExecutor:
+        """The threads the ASGI shell runs blocking work in (:mod:`django_gateway.offloop`):
+        API-key lookups that miss, JWKS fetches, Consul cold starts, configuration polls."""
+        executor = self._offload
+        if executor is None:
+            with self._lock:
+                if self._offload is None:
+                    self._offload = ThreadPoolExecutor(
+                        gateway_settings.ASGI_OFFLOAD_THREADS, thread_name_prefix="gateway-offload"
+                    )
+                executor = self._offload
+        return executor
+
     def remember_allowed_host(self, key: tuple[Any, Any]) -> None:
         if len(self.allowed_hosts_seen) < _ALLOWED_HOSTS_SEEN_LIMIT:
             self.allowed_hosts_seen.add(key)
@@ -137,6 +157,7 @@ class Runtime:
         self.snapshots.invalidate()
         self.ejections.reset()
         self.balancers.reset()
+        self.gates.reset()
         self.failures.reset()
         self.usage.reset()
         self.jwks.reset()

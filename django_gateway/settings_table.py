@@ -120,6 +120,12 @@ SETTINGS: tuple[Setting, ...] = (
         Number(1, SECONDS_PER_DAY, "seconds"),
         "`Retry-After` of a 503 for a service without enabled instances.",
     ),
+    Setting(
+        "ASGI_OFFLOAD_THREADS",
+        16,
+        Number(1, 1024, "threads"),
+        "Threads per ASGI process for the blocking work of cache misses (never the hot path).",
+    ),
     # --- logging ---
     Setting(
         "ACCESS_LOG",

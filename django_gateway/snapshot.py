@@ -68,6 +68,7 @@ def _service_config(service: Service) -> ServiceConfig:
         hash_on=service.hash_on,
         hash_on_header=service.hash_on_header,
         hash_on_cookie=service.hash_on_cookie,
+        max_concurrent_requests=service.max_concurrent_requests,
     )
 
 
@@ -104,6 +105,7 @@ def _compile_route(
         read_timeout=route.read_timeout,
         timeout=route.timeout,
         max_response_duration=route.max_response_duration,
+        websocket=route.websocket,
         max_body_size=route.max_body_size,
         authentication=route.authentication,
         anonymous_consumer=None if anonymous_id is None else consumers.get(anonymous_id),
@@ -166,6 +168,13 @@ class SnapshotHolder:
             finally:
                 self._lock.release()
         return snapshot
+
+    def held(self) -> tuple[Snapshot | None, bool]:
+        """The snapshot held and whether its poll is due, without any I/O: the ASGI shell serves
+        it and polls off the event loop (:meth:`get` may query the database)."""
+        snapshot = self._snapshot
+        due = self.clock() - self._checked_at >= gateway_settings.CONFIG_POLL_INTERVAL
+        return snapshot, due
 
     def _refresh(self, *, force: bool) -> Snapshot:
         """The snapshot to serve from now on: rebuilt when forced or when the revision moved,

@@ -126,6 +126,15 @@ class ServiceAdmin(EnableDisableMixin, admin.ModelAdmin):
             "Timeouts and retries",
             {"fields": ("connect_timeout", "read_timeout", "timeout", "retries")},
         ),
+        (
+            "Isolation",
+            {
+                "fields": ("max_concurrent_requests",),
+                "description": "A slow service must not hold every worker (WSGI) or socket "
+                "(ASGI): past this many requests in flight in one gateway process, the next "
+                "ones get 503 with Retry-After at once.",
+            },
+        ),
         ("TLS", {"fields": ("tls_verify",)}),
     )
 
@@ -176,6 +185,11 @@ class ServiceAdmin(EnableDisableMixin, admin.ModelAdmin):
         else:
             lines = ["Static targets (enabled, weight above 0)."]
             rows = [(i.host, i.port, i.weight, "configured", i) for i in state.instances]
+        if config.max_concurrent_requests is not None:
+            lines.append(
+                f"Requests in flight in this process: {runtime.gates.in_flight(service.name)} "
+                f"of {config.max_concurrent_requests} (max_concurrent_requests)."
+            )
         head = format_html_join("", "<p>{}</p>", ((line,) for line in lines if line))
         if not rows:
             return format_html(

@@ -32,6 +32,7 @@ from jwt import PyJWK, PyJWTError
 
 from ..conf import gateway_settings
 from ..netpolicy import allowed_addresses, forbidden_upstream_reason
+from ..offloop import must_not_block
 
 logger = logging.getLogger(__name__)
 
@@ -260,6 +261,7 @@ class JWKSCache:
         waiting = not found and entry.lock.locked()
         if not waiting and not self._may_fetch(entry, now):
             return found  # stale keys, or none: either way no fetch before the interval ends
+        must_not_block("a JWKS fetch")
         if found:
             acquired = entry.lock.acquire(blocking=False)
         else:

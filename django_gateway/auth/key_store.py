@@ -23,6 +23,7 @@ from django.db import DatabaseError
 from ..conf import gateway_settings
 from ..exceptions import ServiceUnavailable
 from ..models import APIKey
+from ..offloop import must_not_block
 
 logger = logging.getLogger(__name__)
 
@@ -110,6 +111,7 @@ class KeyStore:
             if prefix in self._missing:
                 self._missing.move_to_end(prefix)
                 return None
+        must_not_block("an API-key lookup")
         record = self._load(prefix)
         with self._lock:
             if record is None:

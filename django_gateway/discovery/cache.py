@@ -28,6 +28,7 @@ from ..conf import gateway_settings
 from ..config import Instance, ServiceConfig
 from ..exceptions import ServiceUnavailable
 from ..metrics import Counters
+from ..offloop import must_not_block
 from .watcher import Known, Watcher, WatchKey
 
 #: Seconds without a read after which a watcher stops (a service removed from the configuration
@@ -126,6 +127,7 @@ def consul_instances(service: ServiceConfig, watchers: Watchers) -> tuple[Instan
     if not known.fetched and not known.error:  # cold start: the only wait, and a bounded one
         remaining = watcher.created + gateway_settings.CONSUL_COLD_START_TIMEOUT - time.monotonic()
         if remaining > 0:
+            must_not_block("waiting for Consul's first answer")
             watcher.first_outcome.wait(remaining)
             known = watcher.known
     name = watcher.key.service

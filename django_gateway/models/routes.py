@@ -51,6 +51,13 @@ class Route(models.Model):
     preserve_host = models.BooleanField(
         default=False, help_text=_("Send the client's Host header instead of the upstream's.")
     )
+    websocket = models.BooleanField(
+        default=False,
+        help_text=_(
+            "Carry WebSocket upgrades to the upstream (ASGI shell). The handshake passes "
+            "authentication, access rules and rate limits like any request."
+        ),
+    )
     connect_timeout = models.FloatField(
         null=True, blank=True, validators=[MinValueValidator(0.001)]
     )

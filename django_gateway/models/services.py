@@ -74,6 +74,15 @@ class Service(models.Model):
     tls_verify = models.BooleanField(
         default=True, help_text=_("Verify the upstream's certificate (https only).")
     )
+    max_concurrent_requests = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text=_(
+            "Most requests this service may have in flight in one gateway process; past it the "
+            "gateway answers 503 with Retry-After. Empty: unlimited."
+        ),
+    )
     discovery = models.CharField(
         max_length=10,
         choices=Discovery.choices,

@@ -48,6 +48,7 @@ from redis.retry import Retry
 from redis.sentinel import SentinelConnectionPool
 from redis.utils import HIREDIS_AVAILABLE
 
+from ..offloop import must_not_block
 from ..sockets import is_stale, set_kernel_timeouts
 from .base import (
     Decision,
@@ -112,6 +113,7 @@ class RedisLimiter(Limiter):
             if self.clock() < self._open_until:
                 raise LimiterUnavailable("Redis failed recently; not trying again yet.")
             self._open_until = 0.0
+        must_not_block("a Redis call")
         conn = self._acquire()
         try:
             _refresh(conn)

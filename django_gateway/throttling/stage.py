@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+from dataclasses import dataclass
 
 from ..conf import gateway_settings
 from ..config import CompiledLimit
@@ -35,9 +36,32 @@ UNAVAILABLE_REFUSED = "rate_limit.unavailable_refused"
 
 
 def throttle(exchange: Exchange) -> None:
+    counted = limits_to_count(exchange)
+    if counted is None:
+        return
+    try:
+        decision = runtime.limiter.hit(counted.specs)
+    except LimiterUnavailable as exc:
+        limiter_unavailable(counted.limits, exc)
+        return
+    apply_decision(exchange, counted.limits, decision)
+
+
+@dataclass(frozen=True, slots=True)
+class Counted:
+    """The limits that apply to one request and the counters they spend."""
+
+    limits: tuple[CompiledLimit, ...]
+    specs: list[LimitSpec]
+
+
+def limits_to_count(exchange: Exchange) -> Counted | None:
+    """Which limits apply and under which keys (no I/O); ``None`` when the route has none. The
+    limiter call between this and :func:`apply_decision` is the stage's only I/O, sync under
+    WSGI and async on the ASGI shell's loop."""
     limits = exchange.route.limits
     if limits is None:
-        return
+        return None
     identity = exchange.identity
     applicable = limits.for_consumer(
         identity.consumer.id if identity is not None and not identity.anonymous else None
@@ -48,13 +72,15 @@ def throttle(exchange: Exchange) -> None:
         )
         for limit in applicable
     ]
-    try:
-        decision = runtime.limiter.hit(specs)
-    except LimiterUnavailable as exc:
-        _unavailable(applicable, exc)
-        return
+    return Counted(applicable, specs)
+
+
+def apply_decision(
+    exchange: Exchange, limits: tuple[CompiledLimit, ...], decision: Decision
+) -> None:
+    """The limiter's answer: ``RateLimit-*`` headers for the response, or 429."""
     if gateway_settings.RATE_LIMIT_HEADERS:
-        exchange.response_headers += tuple(rate_limit_headers(applicable, decision))
+        exchange.response_headers += tuple(rate_limit_headers(limits, decision))
     if not decision.allowed:
         raise TooManyRequests(
             "This client is over a rate limit; retry after the time in Retry-After.",
@@ -106,7 +132,9 @@ def _restrictiveness(status: LimitStatus) -> tuple[int, float]:
     return status.remaining, -status.reset
 
 
-def _unavailable(limits: tuple[CompiledLimit, ...], error: LimiterUnavailable) -> None:
+def limiter_unavailable(limits: tuple[CompiledLimit, ...], error: LimiterUnavailable) -> None:
+    """The fault policy: fault-tolerant limits let the request through (counted, warned about),
+    any other answers 503."""
     if all(limit.fault_tolerant for limit in limits):
         count = runtime.counters.increment(UNAVAILABLE_ADMITTED)
         runtime.outage_warnings.warn(

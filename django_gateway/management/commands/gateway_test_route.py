@@ -111,5 +111,12 @@ def _report(result: Explanation) -> list[str]:
             lines.append(
                 f"  (first of {upstream.instances} targets; the balancer picks one per request)"
             )
+        if upstream.max_concurrent_requests is not None:
+            lines.append(
+                f"  (at most {upstream.max_concurrent_requests} requests in flight per gateway "
+                "process; past that, 503 with Retry-After)"
+            )
+        if upstream.websocket:
+            lines.append("  (WebSocket upgrades are carried to the upstream by the ASGI shell)")
         lines.extend(f"  {name}: {value}" for name, value in upstream.headers)
     return lines
