@@ -73,7 +73,12 @@ def allowed_addresses(host: str, port: int) -> list[AddressInfo]:
     (upstreams, JWKS): checking the name alone would let DNS point it at a metadata address.
     Callers connect to these very addresses, so nothing can re-resolve between check and use.
     Raises ``socket.gaierror`` when the name does not resolve."""
-    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return screen_addresses(host, socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
+
+
+def screen_addresses(host: str, infos: Sequence[AddressInfo]) -> list[AddressInfo]:
+    """``infos`` (``host`` resolved, by whichever resolver) minus the forbidden addresses; raises
+    :class:`ForbiddenAddress` when none is left. The event loop's resolver uses it too."""
     allowed: list[AddressInfo] = [
         info for info in infos if not forbidden_upstream_reason(str(info[4][0]))
     ]

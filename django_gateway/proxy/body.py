@@ -2,15 +2,18 @@
 
 Small bodies (up to :data:`REPLAY_LIMIT`) are kept as they are read so a retry on another instance
 can send them again; a larger body can be sent once, and a retry after it started is refused.
+:class:`StreamedBody` holds those rules and :func:`framed_body` the framing checks, for this
+WSGI body and the ASGI shell's (:mod:`.aio_body`) alike.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, TypeVar
 
 from ..exceptions import (
     BadRequest,
+    GatewayError,
     LengthRequired,
     NotImplementedFraming,
     PayloadTooLarge,
@@ -19,16 +22,20 @@ from .failures import client_body_failure
 
 CHUNK_SIZE = 64 * 1024
 REPLAY_LIMIT = 64 * 1024
+SHORT_BODY = "The request body is shorter than its Content-Length."
+
+Body = TypeVar("Body")
 
 
-class RequestBody:
-    """A body of known length (``Content-Length``) or of unknown length (chunked from the client)."""
+class StreamedBody:
+    """A body of known length (``Content-Length``) or of unknown length (chunked from the client),
+    read once from the client; what both shells' bodies share."""
 
-    def __init__(self, stream: Any, length: int | None, limit: int | None) -> None:
-        self._stream = stream
+    def __init__(self, length: int | None, limit: int | None) -> None:
         self.length = length
         self._limit = limit
         self._replay: list[bytes] | None = []
+        self._received = 0
         self.started = False
 
     @property
@@ -46,38 +53,58 @@ class RequestBody:
     def replayable(self) -> bool:
         return not self.started or self._replay is not None
 
+    def _begin(self) -> list[bytes] | None:
+        """The chunks to send again when the body was sent before, else ``None``: read it now."""
+        if not self.started:
+            self.started = True
+            return None
+        if self._replay is None:
+            raise RuntimeError("A streamed body cannot be sent twice")
+        return self._replay
+
+    def _accept(self, chunk: bytes) -> None:
+        """Count a chunk read from the client against the limit; keep it while it may replay."""
+        self._received += len(chunk)
+        if self._limit is not None and self._received > self._limit:
+            raise self._broken(PayloadTooLarge())
+        if self._replay is not None:
+            if self._received <= REPLAY_LIMIT:
+                self._replay.append(chunk)
+            else:
+                self._replay = None
+
+    def _broken(self, error: GatewayError) -> GatewayError:
+        """``error`` to raise: the body is cut short, so it can never be sent again."""
+        self._replay = None
+        return error
+
+
+class RequestBody(StreamedBody):
+    """The body as the WSGI server hands it over (``wsgi.input``)."""
+
+    def __init__(self, stream: Any, length: int | None, limit: int | None) -> None:
+        super().__init__(length, limit)
+        self._stream = stream
+
     def _read(self) -> Iterator[bytes]:
-        if self.started:
-            if self._replay is None:
-                raise RuntimeError("A streamed body cannot be sent twice")
-            yield from self._replay
+        replay = self._begin()
+        if replay is not None:
+            yield from replay
             return
-        self.started = True
         remaining = self.length
-        total = 0
         while remaining is None or remaining > 0:
             size = CHUNK_SIZE if remaining is None else min(CHUNK_SIZE, remaining)
             try:
                 chunk = self._stream.read(size)
             except OSError as exc:
-                self._replay = None
-                raise client_body_failure() from exc
+                raise self._broken(client_body_failure()) from exc
             if not chunk:
                 if remaining is not None:
-                    self._replay = None
-                    raise BadRequest("The request body is shorter than its Content-Length.")
+                    raise self._broken(BadRequest(SHORT_BODY))
                 return
-            total += len(chunk)
-            if self._limit is not None and total > self._limit:
-                self._replay = None
-                raise PayloadTooLarge()
+            self._accept(chunk)
             if remaining is not None:
                 remaining -= len(chunk)
-            if self._replay is not None:
-                if total <= REPLAY_LIMIT:
-                    self._replay.append(chunk)
-                else:
-                    self._replay = None
             yield chunk
 
     def framed_chunks(self) -> Iterator[bytes]:
@@ -90,12 +117,19 @@ class RequestBody:
         yield b"0\r\n\r\n"
 
 
-def request_body(environ: dict[str, Any], limit: int | None) -> RequestBody | None:
-    """Validate the request's framing and return its body, or ``None`` when it has none.
+def framed_body(
+    environ: Mapping[str, Any],
+    limit: int | None,
+    terminated: bool,
+    make: Callable[[int | None], Body],
+) -> Body | None:
+    """Validate the request's framing; ``make(length)`` its body (``None``: of unknown length),
+    or return ``None`` when it has none.
 
-    The WSGI server has already decoded chunked input; what it lets through is checked here:
-    a transfer coding other than ``chunked`` is 501, ``Transfer-Encoding`` with ``Content-Length`` is
-    400 (a smuggling vector), and a chunked body the server cannot mark terminated is 411.
+    The server has already decoded chunked input; what it lets through is checked here: a
+    transfer coding other than ``chunked`` is 501, ``Transfer-Encoding`` with ``Content-Length``
+    is 400 (a smuggling vector), and a chunked body the server cannot mark ``terminated`` is 411.
+    A ``Content-Length`` over ``limit`` is 413 before anything is read.
     """
     transfer_encoding = environ.get("HTTP_TRANSFER_ENCODING")
     content_length = environ.get("CONTENT_LENGTH")
@@ -107,9 +141,9 @@ def request_body(environ: dict[str, Any], limit: int | None) -> RequestBody | No
             )
         if content_length:
             raise BadRequest("Transfer-Encoding and Content-Length must not both be sent.")
-        if not environ.get("wsgi.input_terminated"):
+        if not terminated:
             raise LengthRequired()
-        return RequestBody(environ["wsgi.input"], None, limit)
+        return make(None)
     if not content_length:
         return None
     if not content_length.isdigit():
@@ -117,4 +151,14 @@ def request_body(environ: dict[str, Any], limit: int | None) -> RequestBody | No
     length = int(content_length)
     if limit is not None and length > limit:
         raise PayloadTooLarge(f"The request body has {length} bytes; this route accepts {limit}.")
-    return RequestBody(environ["wsgi.input"], length, limit)
+    return make(length)
+
+
+def request_body(environ: dict[str, Any], limit: int | None) -> RequestBody | None:
+    """The WSGI request's body (:func:`framed_body`), or ``None`` when it has none."""
+    return framed_body(
+        environ,
+        limit,
+        bool(environ.get("wsgi.input_terminated")),
+        lambda length: RequestBody(environ["wsgi.input"], length, limit),
+    )

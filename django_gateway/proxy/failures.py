@@ -95,7 +95,7 @@ def too_late(what: str, *, response_limit: bool) -> GatewayTimeout:
     return GatewayTimeout(f"The upstream service did not {what} {limit}.")
 
 
-def parse_failure(exc: HttpParserError, *, in_body: bool) -> BadGateway:
+def parse_failure(exc: HttpParserError | HttpParserUpgrade, *, in_body: bool) -> BadGateway:
     """What the upstream sent is not HTTP/1.1 (or switches protocols nobody asked for)."""
     if isinstance(exc, HttpParserUpgrade):
         return BadGateway("The upstream switched protocols, which was not asked for.")

@@ -147,7 +147,7 @@ class Tries:
         self.exchange.tries += 1
         return choice
 
-    def request(self, choice: Choice) -> UpstreamRequest:
+    def request(self, choice: Choice) -> UpstreamRequest[Any]:
         plan = self.plan
         headers = headers_for(plan, choice.endpoint)
         return UpstreamRequest(self.exchange.method, plan.target, headers, plan.body)

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 from urllib.parse import unquote_plus
 
 from ..conf import gateway_settings
 from ..config import CompiledRoute
 from ..exchange import Exchange
 from ..paths import encode_path
-from .body import RequestBody, request_body
+from .body import request_body
 from .headers import ForwardContext, environ_headers, identity_headers, request_headers
 from .pool import Endpoint
 from .transport import Timeouts
@@ -31,7 +32,9 @@ class UpstreamPlan:
     target: str  # the request-line target: encoded path and query
     context: ForwardContext
     headers: list[tuple[str, str]]
-    body: RequestBody | None  # None: no body to send
+    #: None: no body to send. A ``RequestBody`` under WSGI; the ASGI shell plans without one
+    #: and sets its ``AsyncRequestBody`` (each shell's transport sends its own kind).
+    body: Any
     timeouts: Timeouts
 
 

@@ -18,8 +18,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
-from httptools import HttpParserError, HttpResponseParser
+from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
 
 from .body import RequestBody
 from .failures import (
@@ -31,6 +32,8 @@ from .failures import (
     too_late,
 )
 from .pool import KERNEL_TIMEOUTS, Connection, ConnectionPool, Endpoint
+
+Body = TypeVar("Body")
 
 RECV_SIZE = 64 * 1024
 # Bodies announced at most this large are read before the response is handed on: sent in one write,
@@ -51,11 +54,21 @@ class Timeouts:
 
 
 @dataclass(slots=True)
-class UpstreamRequest:
+class UpstreamRequest(Generic[Body]):
+    """One try's request. ``Body`` is the shell's: ``RequestBody`` (WSGI) or ``AsyncRequestBody``
+    (ASGI); everything else is the plan's."""
+
     method: str
     target: str  # encoded path and query, as it goes on the request line
     headers: list[tuple[str, str]]
-    body: RequestBody | None
+    body: Body | None
+
+    def head(self, framing_header: str | None) -> bytes:
+        """The request line and headers as they go on the wire (one copy for both transports)."""
+        lines = [f"{name}: {value}\r\n" for name, value in self.headers]
+        if framing_header is not None:
+            lines.append(framing_header + "\r\n")
+        return f"{self.method} {self.target} HTTP/1.1\r\n{''.join(lines)}\r\n".encode("latin-1")
 
 
 class _Reader:
@@ -210,7 +223,7 @@ class UpstreamResponse:
             return
         try:
             reader.parser.feed_data(data)
-        except HttpParserError as exc:
+        except (HttpParserError, HttpParserUpgrade) as exc:
             self.close()
             raise parse_failure(exc, in_body=True) from exc
         self._pending.extend(reader.take_chunks())
@@ -269,7 +282,7 @@ class Transport:
     def send(
         self,
         endpoint: Endpoint,
-        request: UpstreamRequest,
+        request: UpstreamRequest[RequestBody],
         timeouts: Timeouts,
         *,
         replayable: bool = False,
@@ -294,14 +307,11 @@ class Transport:
             self, conn, reader, request.method == "HEAD", timeouts.read, deadline, expires
         )
 
-    def _write(self, conn: Connection, request: UpstreamRequest, read_timeout: float) -> None:
-        lines = [f"{name}: {value}\r\n" for name, value in request.headers]
+    def _write(
+        self, conn: Connection, request: UpstreamRequest[RequestBody], read_timeout: float
+    ) -> None:
         body = request.body
-        if body is not None:
-            lines.append(body.framing_header + "\r\n")
-        head = f"{request.method} {request.target} HTTP/1.1\r\n{''.join(lines)}\r\n".encode(
-            "latin-1"
-        )
+        head = request.head(None if body is None else body.framing_header)
         sock = conn.sock
         conn.set_timeout(read_timeout)
         try:
@@ -345,6 +355,6 @@ class Transport:
             received = True
             try:
                 reader.parser.feed_data(data)
-            except HttpParserError as exc:  # HttpParserUpgrade included
+            except (HttpParserError, HttpParserUpgrade) as exc:  # not one of the other
                 raise parse_failure(exc, in_body=False) from exc
         return reader

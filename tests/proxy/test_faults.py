@@ -66,6 +66,15 @@ def test_garbage_is_502(client):
         assert garbage.request_count == 1  # a malformed answer is never retried
 
 
+def test_an_unasked_protocol_switch_is_502_not_a_500(client):
+    switch = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\nConnection: upgrade\r\n\r\n"
+    with GarbageUpstream(switch) as upstream:
+        make_route(make_service(upstream), paths=["/api"])
+        response = client.get("/api/x")
+    assert response.status_code == 502
+    assert "switched protocols" in problem(response)["detail"]
+
+
 def test_silent_upstream_is_504_after_the_read_timeout(client):
     with BlackholeUpstream() as hole:
         make_route(make_service(hole, retries=2), paths=["/api"], read_timeout=0.2)
