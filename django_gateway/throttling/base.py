@@ -62,9 +62,7 @@ class Limiter(ABC):
         self, specs: Sequence[LimitSpec], *, cost: int = 1, now_ms: int | None = None
     ) -> Decision:
         """Admit the request in every limit, or in none when any limit is exhausted."""
-        if cost < 0:
-            raise ValueError("cost must be >= 0")
-        return self._evaluate(specs, cost, now_ms)
+        return self._evaluate(specs, checked_cost(cost), now_ms)
 
     def peek(self, specs: Sequence[LimitSpec], *, now_ms: int | None = None) -> Decision:
         """What :meth:`hit` would decide for one more request, without counting anything."""
@@ -79,6 +77,12 @@ class Limiter(ABC):
         """Forget the counts under ``keys``; return how many existed."""
 
 
+def checked_cost(cost: int) -> int:
+    if cost < 0:
+        raise ValueError("cost must be >= 0")
+    return cost
+
+
 def distinct_keys(specs: Sequence[LimitSpec]) -> None:
     """Refuse one key under two limits: a request would count twice in one window."""
     if len(specs) > 1 and len({spec.key for spec in specs}) != len(specs):
@@ -86,11 +90,15 @@ def distinct_keys(specs: Sequence[LimitSpec]) -> None:
 
 
 def decision_from_reply(specs: Sequence[LimitSpec], reply: Sequence[int]) -> Decision:
-    """Decode ``[allowed, retry_after_ms, remaining_1, reset_ms_1, remaining_2, …]``."""
-    if len(reply) != 2 + 2 * len(specs):
-        raise LimiterUnavailable(f"Unexpected limiter reply of {len(reply)} items.")
-    statuses = tuple(
-        LimitStatus(spec, int(reply[2 + 2 * i]), reply[3 + 2 * i] / 1000)
-        for i, spec in enumerate(specs)
-    )
-    return Decision(reply[0] == 1, statuses, reply[1] / 1000)
+    """Decode ``[allowed, retry_after_ms, remaining_1, reset_ms_1, remaining_2, …]``; anything
+    else (a server that only looks like Redis) is :class:`LimiterUnavailable`."""
+    try:
+        if len(reply) != 2 + 2 * len(specs):
+            raise LimiterUnavailable(f"Unexpected limiter reply of {len(reply)} items.")
+        statuses = tuple(
+            LimitStatus(spec, int(reply[2 + 2 * i]), reply[3 + 2 * i] / 1000)
+            for i, spec in enumerate(specs)
+        )
+        return Decision(reply[0] == 1, statuses, reply[1] / 1000)
+    except (TypeError, ValueError) as exc:
+        raise LimiterUnavailable(f"Unexpected limiter reply: {reply!r}") from exc

@@ -22,7 +22,8 @@ newest bucket stops counting (``period + w``).
 its retries (a third less client CPU than ``Redis.evalsha``): every error becomes
 :class:`~.base.LimiterUnavailable` within one socket timeout. After a failure a breaker answers
 :class:`~.base.LimiterUnavailable` at once for ``retry_interval`` seconds, so a black-holed Redis
-costs one timeout per interval per process instead of one per request.
+costs one timeout per interval per process instead of one per request. The ASGI shell's engine
+(:mod:`.aio_limiter`) shares the arguments, the decoding, the breaker and the pool parameters.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ from django.core.exceptions import ImproperlyConfigured
 from redis.backoff import NoBackoff
 from redis.connection import Connection, ConnectionInterface
 from redis.exceptions import MaxConnectionsError, NoScriptError
-from redis.retry import Retry
+from redis.retry import AbstractRetry, Retry
 from redis.sentinel import SentinelConnectionPool
 from redis.utils import HIREDIS_AVAILABLE
 
@@ -74,7 +75,46 @@ _OVERRIDDEN = frozenset(
 )
 
 
-class RedisLimiter(Limiter):
+def script_args(specs: Sequence[LimitSpec], cost: int, now_ms: int | None) -> list[Any]:
+    """The one ``EVALSHA`` that decides a request, for both the sync and the async engine."""
+    distinct_keys(specs)
+    args: list[Any] = ["EVALSHA", SCRIPT_SHA, len(specs)]
+    args += [spec.key for spec in specs]
+    args += (-1 if now_ms is None else now_ms, cost)
+    for spec in specs:
+        args += (spec.limit, spec.period * 1000)
+    return args
+
+
+def packed(args: Sequence[Any], pack_command: Callable[..., list[bytes]]) -> list[bytes]:
+    """``args`` as RESP: hiredis packs directly in ~1 µs; the connection's ``pack_command``
+    (redis-py's, the fallback without hiredis) adds ~2 µs of argument checks."""
+    return [_hiredis_pack(tuple(args))] if _hiredis_pack else pack_command(*args)
+
+
+class Breaker:
+    """The fault policy of both Redis engines: after a failure, :class:`~.base.LimiterUnavailable`
+    at once for ``retry_interval`` seconds (0 turns it off)."""
+
+    clock = staticmethod(time.monotonic)  # for the breaker only; the limits use Redis time
+
+    def __init__(self, retry_interval: float) -> None:
+        self.retry_interval = retry_interval
+        self._open_until = 0.0  # the breaker is open (fails fast) until this clock reading
+
+    def _check_breaker(self) -> None:
+        if self._open_until:
+            if self.clock() < self._open_until:
+                raise LimiterUnavailable("Redis failed recently; not trying again yet.")
+            self._open_until = 0.0
+
+    def _failed(self, exc: BaseException) -> LimiterUnavailable:
+        if self.retry_interval > 0:
+            self._open_until = self.clock() + self.retry_interval
+        return LimiterUnavailable(f"Redis is unavailable: {exc}")
+
+
+class RedisLimiter(Breaker, Limiter):
     """Limits in Redis, one ``EVALSHA`` per request.
 
     Connections come from ``pool`` but are kept between calls in the limiter's own stack: taking
@@ -82,12 +122,9 @@ class RedisLimiter(Limiter):
     ~1.5 µs (the same readiness check the pool makes, which notices a Redis that closed it).
     """
 
-    clock = staticmethod(time.monotonic)  # for the breaker only; the limits use Redis time
-
     def __init__(self, pool: redis.ConnectionPool, *, retry_interval: float = 1.0) -> None:
+        super().__init__(retry_interval)
         self.pool = pool
-        self.retry_interval = retry_interval
-        self._open_until = 0.0  # the breaker is open (fails fast) until this clock reading
         self._idle: list[Connection] = []
         _limiters.add(self)  # a forked child drops the parent's sockets (_forget_connections)
 
@@ -95,24 +132,11 @@ class RedisLimiter(Limiter):
         return int(self._call(("DEL", *keys))) if keys else 0
 
     def _evaluate(self, specs: Sequence[LimitSpec], cost: int, now_ms: int | None) -> Decision:
-        distinct_keys(specs)
-        args: list[Any] = ["EVALSHA", SCRIPT_SHA, len(specs)]
-        args += [spec.key for spec in specs]
-        args += (-1 if now_ms is None else now_ms, cost)
-        for spec in specs:
-            args += (spec.limit, spec.period * 1000)
-        reply = self._call(args)
-        try:
-            return decision_from_reply(specs, reply)
-        except (TypeError, ValueError) as exc:
-            raise LimiterUnavailable(f"Unexpected limiter reply: {reply!r}") from exc
+        return decision_from_reply(specs, self._call(script_args(specs, cost, now_ms)))
 
     def _call(self, args: Sequence[Any]) -> Any:
         """Send one command and read its reply, loading the script once on ``NOSCRIPT``."""
-        if self._open_until:
-            if self.clock() < self._open_until:
-                raise LimiterUnavailable("Redis failed recently; not trying again yet.")
-            self._open_until = 0.0
+        self._check_breaker()
         must_not_block("a Redis call")
         conn = self._acquire()
         try:
@@ -120,8 +144,7 @@ class RedisLimiter(Limiter):
             try:
                 reply = _roundtrip(conn, args)
             except NoScriptError:
-                conn.send_packed_command(conn.pack_command("SCRIPT", "LOAD", SCRIPT))
-                conn.read_response()
+                _roundtrip(conn, ("SCRIPT", "LOAD", SCRIPT))
                 reply = _roundtrip(conn, args)
         except BaseException as exc:
             conn.disconnect()  # never keep a half-read connection
@@ -149,11 +172,6 @@ class RedisLimiter(Limiter):
             sock.settimeout(None)  # kernel timeouts: no poll() before every send and receive
             set_kernel_timeouts(sock, timeout)
         return conn
-
-    def _failed(self, exc: BaseException) -> LimiterUnavailable:
-        if self.retry_interval > 0:
-            self._open_until = self.clock() + self.retry_interval
-        return LimiterUnavailable(f"Redis is unavailable: {exc}")
 
 
 _limiters: weakref.WeakSet[RedisLimiter] = weakref.WeakSet()
@@ -205,16 +223,30 @@ def _refresh(conn: ConnectionInterface) -> None:
 
 
 def _roundtrip(conn: ConnectionInterface, args: Sequence[Any]) -> Any:
-    # hiredis packs directly in ~1 µs; Connection.pack_command adds ~2 µs of argument checks.
-    packed = [_hiredis_pack(tuple(args))] if _hiredis_pack else conn.pack_command(*args)
-    conn.send_packed_command(packed, check_health=False)
+    conn.send_packed_command(packed(args, conn.pack_command), check_health=False)
     return conn.read_response()
 
 
 def pool_from_django_cache(
     alias: str, *, socket_timeout: float, connect_timeout: float
 ) -> redis.ConnectionPool:
-    """A new pool to the Redis behind django-redis cache ``alias``, with our timeouts, no retries.
+    """A new pool to the Redis behind django-redis cache ``alias``, with our timeouts, no retries
+    (see :func:`pool_kwargs_from_django_cache`)."""
+    kwargs = pool_kwargs_from_django_cache(
+        alias, socket_timeout=socket_timeout, connect_timeout=connect_timeout
+    )
+    return redis.ConnectionPool.from_url(**kwargs)
+
+
+def pool_kwargs_from_django_cache(
+    alias: str,
+    *,
+    socket_timeout: float | None,
+    connect_timeout: float,
+    retry_class: Callable[[NoBackoff, int], AbstractRetry[Exception]] = Retry,
+) -> dict[str, Any]:
+    """``from_url`` arguments for a new pool (sync or ``redis.asyncio``, whose ``Retry`` is
+    ``retry_class``) to the Redis behind django-redis cache ``alias``, with our timeouts, no retries.
 
     The cache's own pool is left alone: its timeouts suit the cache, not the hot path, and
     redis-py's default retries would turn a black-holed Redis into seconds of stall per request.
@@ -247,12 +279,12 @@ def pool_from_django_cache(
     kwargs = {**params, **options.get("CONNECTION_POOL_KWARGS", {})}
     # Ours go to the constructor rather than into the pool's connection_kwargs afterwards:
     # redis-py keeps the constructor's timeouts as the ones a maintenance notification restores.
-    return redis.ConnectionPool.from_url(
+    return {
         **{key: value for key, value in kwargs.items() if key not in _OVERRIDDEN},
-        socket_timeout=socket_timeout,
-        socket_connect_timeout=connect_timeout,
-        retry=Retry(NoBackoff(), 0),
-    )
+        "socket_timeout": socket_timeout,
+        "socket_connect_timeout": connect_timeout,
+        "retry": retry_class(NoBackoff(), 0),
+    }
 
 
 def _primary_url(location: str | Sequence[str]) -> str:
