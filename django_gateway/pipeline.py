@@ -16,7 +16,7 @@ from django.http.response import HttpResponseBase
 
 from .auth.stage import authenticate
 from .conf import gateway_settings
-from .exceptions import GatewayError, problem_response
+from .exceptions import GatewayError, ProblemResponse, problem_response
 from .exchange import Exchange
 from .hosts import canonical_host
 from .netpolicy import client_address, peer_is_trusted
@@ -94,7 +94,7 @@ def handle(exchange: Exchange) -> HttpResponseBase:
     return response
 
 
-def error_response(exchange: Exchange, error: GatewayError) -> HttpResponseBase:
+def error_response(exchange: Exchange, error: GatewayError) -> ProblemResponse:
     return problem_response(
         error, request_id=exchange.request_id, request_id_header=gateway_settings.REQUEST_ID_HEADER
     )

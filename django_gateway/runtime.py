@@ -4,12 +4,13 @@ A request's decisions are plain functions over the snapshot's values; what remem
 one request to the next lives here, and only here (DESIGN §3, §5):
 
 - ``snapshots``: the configuration snapshot and its poll;
-- ``transport``: the upstream connection pools;
+- ``transport``, ``async_transport``: the upstream connection pools of each shell;
 - ``ejections``: passive health (consecutive failures, cool-downs, probes);
 - ``balancers``: the per-service balancers and their in-flight counts;
 - ``gates``: requests in flight per capped service (``max_concurrent_requests``);
 - ``watchers``: the Consul watchers and their last answers;
-- ``limiter``: the rate-limit engine (Redis, or per process), built from settings;
+- ``limiter``, ``async_limiter``: the rate-limit engine (Redis, or per process), built from
+  settings, for each shell;
 - ``failures``: brute-force blocks; ``usage``: key uses waiting to be written;
 - ``offload``: the ASGI shell's threads for blocking work;
 - ``jwks``: fetched key sets; ``counters``: event counters; ``request_ids``: the id sequence;
@@ -39,11 +40,14 @@ from .conf import gateway_settings
 from .discovery.cache import Watchers
 from .ejection import Ejections
 from .metrics import Counters, OutageWarnings
+from .proxy.aio_pool import AsyncConnectionPool
+from .proxy.aio_transport import AsyncTransport
 from .proxy.pool import ConnectionPool
 from .proxy.transport import Transport
 from .snapshot import SnapshotHolder
+from .throttling.aio_limiter import AsyncLimiter
 from .throttling.base import Limiter
-from .throttling.engine import build_limiter
+from .throttling.engine import build_async_limiter, build_limiter
 
 #: Settings whose change must drop what was built from them (the ALLOWED_HOSTS answers too).
 _REBUILT_ON = {"GATEWAY", "CACHES", "ALLOWED_HOSTS", "USE_X_FORWARDED_HOST", "DEBUG"}
@@ -83,7 +87,9 @@ class Runtime:
         """What a forked child must not inherit: sockets, threads, locks, the id sequence."""
         self._lock = threading.Lock()
         self._transport: Transport | None = None
+        self._async_transport: AsyncTransport | None = None
         self._limiter: Limiter | None = None
+        self._async_limiter: AsyncLimiter | None = None
         self._offload: ThreadPoolExecutor | None = None
         self.usage = UsageRecorder()
         self.watchers = Watchers(self.counters)
@@ -104,6 +110,22 @@ class Runtime:
                         )
                     )
                 transport = self._transport
+        return transport
+
+    @property
+    def async_transport(self) -> AsyncTransport:
+        """The ASGI shell's upstream transport: keep-alive pools per event loop, same settings."""
+        transport = self._async_transport
+        if transport is None:
+            with self._lock:
+                if self._async_transport is None:
+                    self._async_transport = AsyncTransport(
+                        AsyncConnectionPool(
+                            gateway_settings.POOL_MAX_IDLE_PER_HOST,
+                            gateway_settings.POOL_IDLE_TIMEOUT,
+                        )
+                    )
+                transport = self._async_transport
         return transport
 
     @property
@@ -131,6 +153,18 @@ class Runtime:
                 executor = self._offload
         return executor
 
+    @property
+    def async_limiter(self) -> AsyncLimiter:
+        """The ASGI shell's rate-limit engine: the same engine, script and keys as
+        :attr:`limiter`, so both shells count together exactly."""
+        limiter = self._async_limiter
+        if limiter is None:
+            with self._lock:
+                if self._async_limiter is None:
+                    self._async_limiter = build_async_limiter()
+                limiter = self._async_limiter
+        return limiter
+
     def remember_allowed_host(self, key: tuple[Any, Any]) -> None:
         if len(self.allowed_hosts_seen) < _ALLOWED_HOSTS_SEEN_LIMIT:
             self.allowed_hosts_seen.add(key)
@@ -140,7 +174,11 @@ class Runtime:
             if self._transport is not None:
                 self._transport.pool.clear()
             self._transport = None
+            if self._async_transport is not None:
+                self._async_transport.pool.clear()
+            self._async_transport = None
             self._limiter = None
+            self._async_limiter = None
             self.allowed_hosts_seen = set()
 
     def _settings_changed(self, *, setting: str, **kwargs: Any) -> None:

@@ -126,6 +126,25 @@ SETTINGS: tuple[Setting, ...] = (
         Number(1, 1024, "threads"),
         "Threads per ASGI process for the blocking work of cache misses (never the hot path).",
     ),
+    # --- WebSockets (ASGI shell) ---
+    Setting(
+        "WEBSOCKET_IDLE_TIMEOUT",
+        300.0,
+        OptionalAmount("seconds", integer=False, zero=False),
+        "Seconds without a message either way before a WebSocket is closed (`None`: never).",
+    ),
+    Setting(
+        "WEBSOCKET_MAX_LIFETIME",
+        None,
+        OptionalAmount("seconds", integer=False, zero=False),
+        "Longest a WebSocket stays open (`None`: no limit); a route's `max_response_duration` wins.",
+    ),
+    Setting(
+        "WEBSOCKET_MAX_MESSAGE_SIZE",
+        MiB,
+        OptionalAmount("bytes", integer=True, zero=False),
+        "Largest WebSocket message relayed either way (`None`: no limit).",
+    ),
     # --- logging ---
     Setting(
         "ACCESS_LOG",

@@ -77,7 +77,7 @@ class RouteAdmin(EnableDisableMixin, admin.ModelAdmin):
     fieldsets = (
         (None, {"fields": ("name", "service", "enabled")}),
         ("Matching", {"fields": ("paths", "hosts", "methods", "headers", "priority")}),
-        ("Forwarding", {"fields": ("strip_path", "preserve_host")}),
+        ("Forwarding", {"fields": ("strip_path", "preserve_host", "websocket")}),
         (
             "Authentication and access",
             {
