@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .servers import LOOPBACK, pinned
+from .servers import LOOPBACK, core_busy_seconds, group_cpu_seconds, pinned
 
 SCRIPT = Path(__file__).with_name("wrk_report.lua")
 MARKER = "BENCH_JSON "
@@ -109,6 +109,37 @@ def _measurement(data: dict) -> Measurement:
         errors=sum(errors.values()),
         error_detail=errors,
     )
+
+
+def measure(
+    port: int,
+    path: str,
+    load: Load,
+    leaders: dict[str, int],
+    core: int | None,
+    headers: list[str] = (),  # type: ignore[assignment]
+) -> dict:
+    """Warm up (pools fill, the snapshot loads), then measure, counting the servers' CPU time.
+
+    The CPU figures hold on a busy machine where req/s does not: CPU time per request is what the
+    servers spent, whoever else was using the core, and ``core_share`` says how much of the server
+    core they actually got (the rest went to other processes, or sat idle).
+    """
+    if load.warmup > 0:
+        run_wrk(port, path, load, load.warmup, headers)
+    cpu_before = {key: group_cpu_seconds(pid) for key, pid in leaders.items()}
+    busy_before, elapsed_before = core_busy_seconds(core)
+    result = run_wrk(port, path, load, load.duration, headers)
+    busy_after, elapsed_after = core_busy_seconds(core)
+    cpu = {key: group_cpu_seconds(pid) - cpu_before[key] for key, pid in leaders.items()}
+    elapsed = max(elapsed_after - elapsed_before, 1e-9)
+    return {
+        **result.as_dict(),
+        "cpu_s": {key: round(value, 3) for key, value in cpu.items()},
+        "cpu_us_per_request": round(sum(cpu.values()) / max(result.requests, 1) * 1e6, 1),
+        "core_share": round(sum(cpu.values()) / elapsed, 3),
+        "core_busy": round((busy_after - busy_before) / elapsed, 3),
+    }
 
 
 # --- responses counted by status (benchmarks/flapping.py) -----------------------------------------

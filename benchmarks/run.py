@@ -1,18 +1,23 @@
-"""One command for DESIGN §7: throughput and latency of four HTTP targets, and route-match cost.
+"""One command for DESIGN §7: throughput and latency of the HTTP targets, the ASGI shell's
+scenarios, and route-match cost.
 
     make bench                              # or: .venv/bin/python benchmarks/run.py
     .venv/bin/python benchmarks/run.py --duration 30 --rounds 3
+    .venv/bin/python benchmarks/run.py --only 'bare,gateway,asgi*' --duration 3 --rounds 1
+    .venv/bin/python benchmarks/run.py --skip-http --skip-route-match --skip-isolation --sse
     make bench BENCH_ARGS="--baseline 72b1590"   # the gateway's rows on that commit too
 
 On loopback only. The upstream (nginx, or a Python stand-in when nginx is missing) serves a fixed
 1 KiB body; wrk drives it directly, then through a bare Django view, django-revproxy and
-django-gateway, each under the same gunicorn settings. wrk is pinned to one core and every server
-to the other (taskset), because on two shared cores the load generator otherwise steals the
-servers' CPU. The route-match micro-benchmark runs afterwards, pinned to the server core.
+django-gateway, each under the same gunicorn settings, then through the gateway's ASGI shell
+(uvicorn, and gunicorn with uvicorn's worker) and a bare ASGI proxy with no Django. wrk is pinned
+to one core and every server to the other (taskset), because on two shared cores the load
+generator otherwise steals the servers' CPU. The isolation scenario (and the SSE one with
+``--sse``, :mod:`benchmarks.scenarios`) and the route-match micro-benchmark run afterwards.
 With ``--baseline REV`` the gateway's rows are measured a second time, interleaved, on commit REV's
 django_gateway (:mod:`benchmarks.baseline`), and the open route is checked against it.
 
-Prints markdown tables and PASS/FAIL against the targets of the issue, and writes everything to
+Prints markdown tables and PASS/FAIL against the targets of the issues, and writes everything to
 ``benchmarks/results/latest.json``. Exits non-zero only when the harness itself fails (a server that
 does not start, wrk missing); a missed target is a FAIL line, not an error. See docs/benchmarks.md.
 """
@@ -39,7 +44,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # run as a script: make the repository's packages importable
     sys.path.insert(0, str(REPO))
 
-from benchmarks import loadgen, servers  # noqa: E402
+from benchmarks import loadgen, scenarios, servers  # noqa: E402
 from benchmarks.baseline import (  # noqa: E402
     Baseline,
     Checkout,
@@ -54,12 +59,22 @@ from benchmarks.baseline import (  # noqa: E402
 )
 from benchmarks.redis_server import start_redis  # noqa: E402
 from benchmarks.report import print_results, say  # noqa: E402
-from benchmarks.targets import TARGETS, Target, credential_headers  # noqa: E402
+from benchmarks.targets import (  # noqa: E402
+    ASGI_GUNICORN,
+    BARE_UVICORN,
+    TARGETS,
+    UVICORN,
+    WSGI_GUNICORN,
+    Target,
+    credential_headers,
+    selected,
+)
 from benchmarks.verdicts import verdicts  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results" / "latest.json"
 REDIS_ADDRESS = ("127.0.0.1", 6379)
 REDIS_DB = 14
+ASGI_WORKER_CLASS = "uvicorn_worker.UvicornWorker"
 
 
 def parse_args() -> argparse.Namespace:
@@ -93,8 +108,28 @@ def parse_args() -> argparse.Namespace:
         metavar="REV",
         help="also measure the gateway's rows on commit REV's django_gateway, interleaved",
     )
-    parser.add_argument("--skip-http", action="store_true", help="only the route-match benchmark")
-    parser.add_argument("--skip-route-match", action="store_true", help="only the HTTP benchmark")
+    parser.add_argument(
+        "--only",
+        metavar="KEYS",
+        help="measure only these HTTP targets: comma-separated keys or patterns (asgi*,bare)",
+    )
+    parser.add_argument("--skip-http", action="store_true", help="leave out the HTTP table")
+    parser.add_argument("--skip-route-match", action="store_true", help="leave out route matching")
+    parser.add_argument(
+        "--skip-isolation", action="store_true", help="leave out the isolation scenario"
+    )
+    parser.add_argument("--sse", action="store_true", help="also run the SSE scenario")
+    scenario = parser.add_argument_group("scenarios (docs/benchmarks.md)")
+    scenario.add_argument(
+        "--slow-clients", type=int, default=1000, help="isolation: slow requests held [1000]"
+    )
+    scenario.add_argument(
+        "--slow-delay", type=float, default=2.0, help="isolation: the slow upstream's delay [2]"
+    )
+    scenario.add_argument("--sse-streams", type=int, default=5000, help="SSE: streams [5000]")
+    scenario.add_argument(
+        "--sse-duration", type=float, default=20, help="SSE: seconds events are counted [20]"
+    )
     parser.add_argument(
         "--output", type=Path, default=RESULTS, help=f"JSON results [{RESULTS.relative_to(REPO)}]"
     )
@@ -143,12 +178,16 @@ def run_http(
     loadgen.wrk_binary()  # fail early, with the install hint
     load = loadgen.Load(args.connections, 1, args.duration, args.warmup, wrk_core)
     gunicorn = servers.GunicornSettings(workers=args.workers, threads=args.threads)
+    uvicorn = servers.UvicornSettings()
+    asgi_gunicorn = replace(gunicorn, worker_class=ASGI_WORKER_CLASS)
+    shells = {WSGI_GUNICORN: gunicorn, ASGI_GUNICORN: asgi_gunicorn, UVICORN: uvicorn,
+              BARE_UVICORN: uvicorn}  # fmt: skip
+    chosen = selected(targets, args.only)
     use_redis = args.cache == "redis" or (args.cache == "auto" and redis_reachable())
     if args.cache == "redis" and not redis_reachable():
         raise RuntimeError(f"no Redis at {REDIS_ADDRESS[0]}:{REDIS_ADDRESS[1]}")
     cache_prefix = f"gwbench-{uuid.uuid4().hex[:8]}"
-    venv_bin = Path(sys.executable).parent
-    measurements: dict[str, list[dict]] = {t.key: [] for t in targets}
+    measurements: dict[str, list[dict]] = {t.key: [] for t in chosen}
     checkouts: dict[bool, Checkout] = {}  # the package each server runs, by "is a baseline row"
     baseline_run: dict | None = None
 
@@ -199,7 +238,7 @@ def run_http(
                 for is_baseline, tree in checkouts.items()
             }
             ports, leaders = {"upstream": upstream.port}, {"upstream": upstream.pid}
-            for target in targets:
+            for target in with_servers(targets, chosen):
                 tree = checkouts[bool(target.baseline_of)]
                 if target.variant:
                     target_env = {**tree.env, "BENCH_VARIANT": target.variant}
@@ -210,15 +249,17 @@ def run_http(
                             if target.rate_limit_transport == "unix"
                             else limits.tcp_url
                         )
-                    ports[target.key], leaders[target.key] = servers.start_gunicorn(
-                        processes, target.key, target_env, gunicorn,
-                        venv_bin=venv_bin, root=tree.root, core=server_core, probe_path=target.path,
-                    )  # fmt: skip
+                    ports[target.key], leaders[target.key] = start_server(
+                        processes, target, target_env, shells, tree.root, server_core
+                    )
                 elif target.server:
                     ports[target.key] = ports[target.server]
                     leaders[target.key] = leaders[target.server]
             say(f"upstream: {upstream.version} on {upstream.url} ({upstream.kind})")
-            say(f"gunicorn (every Django target): {gunicorn.describe()}")
+            say(f"gunicorn (every WSGI target): {gunicorn.describe()}")
+            if any(t.shell != WSGI_GUNICORN for t in chosen):
+                say(f"uvicorn (ASGI gateway, bare ASGI proxy): {uvicorn.describe()}")
+                say(f"gunicorn (ASGI under UvicornWorker): {asgi_gunicorn.describe()}")
             say(
                 f"gateway cache: {f'Redis db {REDIS_DB}' if use_redis else 'local memory (SQLite poll)'}"
             )
@@ -227,14 +268,14 @@ def run_http(
                 f"wrk on core {wrk_core}, servers on core {server_core}"
             )
             for round_number in range(1, args.rounds + 1):
-                for target in round_order(targets, round_number):
+                for target in round_order(chosen, round_number):
                     say(
                         f"  round {round_number}/{args.rounds}: {target.label} (GET {target.path}) ..."
                     )
                     involved = {key: leaders[key] for key in {"upstream", target.key}}
                     headers = credential_headers(target, credentials[bool(target.baseline_of)])
                     measurements[target.key].append(
-                        measure(
+                        loadgen.measure(
                             ports[target.key], target.path, load, involved, server_core, headers
                         )
                     )
@@ -251,6 +292,8 @@ def run_http(
     return {
         "upstream": {"kind": upstream.kind, "version": upstream.version},
         "gunicorn": gunicorn.describe(),
+        "uvicorn": uvicorn.describe(),
+        "asgi_gunicorn": asgi_gunicorn.describe(),
         "gateway_cache": f"redis db {REDIS_DB}" if use_redis else "locmem",
         "load": {"tool": "wrk", "threads": 1, "connections": load.connections,
                  "duration_s": load.duration, "warmup_s": load.warmup,
@@ -260,46 +303,46 @@ def run_http(
         "targets": {
             t.key: {"label": t.label, "path": t.path, "baseline_of": t.baseline_of,
                     **summarise(measurements[t.key])}
-            for t in targets
+            for t in chosen
         },
     }  # fmt: skip
+
+
+def with_servers(targets: tuple[Target, ...], chosen: tuple[Target, ...]) -> list[Target]:
+    """``chosen`` and the targets whose servers they share, in table order: what must start."""
+    keys = {t.key for t in chosen} | {t.server for t in chosen if t.server}
+    return [t for t in targets if t.key in keys]
+
+
+def start_server(
+    processes: servers.Processes,
+    target: Target,
+    env: dict[str, str],
+    shells: dict,
+    root: Path,
+    core: int | None,
+) -> tuple[int, int]:
+    """The server of a target with a variant, by its shell; (port, process group leader)."""
+    venv_bin = Path(sys.executable).parent
+    where = {"venv_bin": venv_bin, "root": root, "core": core, "probe_path": target.path}
+    settings = shells[target.shell]
+    if target.shell == WSGI_GUNICORN:
+        return servers.start_gunicorn(processes, target.key, env, settings, **where)
+    if target.shell == ASGI_GUNICORN:
+        app = "benchmarks.asgi:application"
+        return servers.start_gunicorn(processes, target.key, env, settings, app=app, **where)
+    app = (
+        "benchmarks.bare_asgi_proxy:app"
+        if target.shell == BARE_UVICORN
+        else "benchmarks.asgi:application"
+    )
+    return servers.start_uvicorn(processes, target.key, env, settings, app=app, **where)
 
 
 def seed(tree: Checkout) -> None:
     """Migrate and seed the database of ``tree.env`` with that checkout's package."""
     command = [sys.executable, "-m", "benchmarks.seed"]
     subprocess.run(command, env=tree.env, cwd=tree.root, check=True, timeout=120)
-
-
-def measure(
-    port: int,
-    path: str,
-    load: loadgen.Load,
-    leaders: dict[str, int],
-    core: int | None,
-    headers: list[str] = (),  # type: ignore[assignment]
-) -> dict:
-    """Warm up (pools fill, the snapshot loads), then measure, counting the servers' CPU time.
-
-    The CPU figures hold on a busy machine where req/s does not: CPU time per request is what the
-    servers spent, whoever else was using the core, and ``core_share`` says how much of the server
-    core they actually got (the rest went to other processes, or sat idle).
-    """
-    if load.warmup > 0:
-        loadgen.run_wrk(port, path, load, load.warmup, headers)
-    cpu_before = {key: servers.group_cpu_seconds(pid) for key, pid in leaders.items()}
-    busy_before, elapsed_before = servers.core_busy_seconds(core)
-    result = loadgen.run_wrk(port, path, load, load.duration, headers)
-    busy_after, elapsed_after = servers.core_busy_seconds(core)
-    cpu = {key: servers.group_cpu_seconds(pid) - cpu_before[key] for key, pid in leaders.items()}
-    elapsed = max(elapsed_after - elapsed_before, 1e-9)
-    return {
-        **result.as_dict(),
-        "cpu_s": {key: round(value, 3) for key, value in cpu.items()},
-        "cpu_us_per_request": round(sum(cpu.values()) / max(result.requests, 1) * 1e6, 1),
-        "core_share": round(sum(cpu.values()) / elapsed, 3),
-        "core_busy": round((busy_after - busy_before) / elapsed, 3),
-    }
 
 
 def summarise(rounds: list[dict]) -> dict:
@@ -320,6 +363,29 @@ def summarise(rounds: list[dict]) -> dict:
         "requests": sum(m["requests"] for m in rounds),
         "rounds": rounds,
     }
+
+
+def run_scenarios(args: argparse.Namespace, wrk_core: int | None, server_core: int | None) -> dict:
+    """The isolation and SSE scenarios (:mod:`benchmarks.scenarios`), on their own servers."""
+    loadgen.wrk_binary()
+    options = scenarios.Options(
+        clients=args.slow_clients, delay=args.slow_delay, streams=args.sse_streams,
+        sse_duration=args.sse_duration, upstream=args.upstream,
+    )  # fmt: skip
+    # The gateway holds a client and an upstream socket per stream or held request.
+    wanted = 2 * max(args.slow_clients, args.sse_streams if args.sse else 0) + 1024
+    limit = servers.raise_fd_limit(wanted)
+    if limit < wanted:
+        say(f"warning: RLIMIT_NOFILE is {limit}, below the {wanted} file descriptors wanted")
+    load = loadgen.Load(args.connections, 1, args.duration, args.warmup, wrk_core)
+    result: dict = {"fd_limit": limit, "isolation": None, "sse": None}
+    say("scenarios")
+    with scenarios.stage(REPO, options, wrk_core, server_core) as stage:
+        if not args.skip_isolation:
+            result["isolation"] = scenarios.run_isolation(stage, load, options, say)
+        if args.sse:
+            result["sse"] = scenarios.run_sse(stage, options, say)
+    return result
 
 
 # --- the machine ----------------------------------------------------------------------------------
@@ -354,6 +420,9 @@ def environment() -> dict:
         "gunicorn": version("gunicorn"),
         "django-revproxy": version("django-revproxy"),
         "httptools": version("httptools"),
+        "uvicorn": version("uvicorn"),
+        "uvicorn-worker": version("uvicorn-worker"),
+        "uvloop": version("uvloop"),
         "wrk": first_line(["wrk", "--version"]),
         "commit": first_line(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"]),
     }
@@ -365,13 +434,15 @@ def main() -> int:
     wrk_core, server_core = cores(args)
     started = datetime.now(UTC)
     load_before = os.getloadavg()
-    http = matching = None
+    http = matching = held = None
     try:
         baseline = resolve(args.baseline, REPO) if args.baseline else None
         targets = with_twins(TARGETS, baseline) if baseline else TARGETS
         if not args.skip_http:
             say("HTTP benchmark")
             http = run_http(args, targets, baseline, wrk_core, server_core)
+        if not args.skip_isolation or args.sse:
+            held = run_scenarios(args, wrk_core, server_core)
         if not args.skip_route_match:
             say("route-match benchmark ...")
             command = servers.pinned(
@@ -389,7 +460,7 @@ def main() -> int:
         say(f"error: the benchmark harness failed: {exc}")
         return 1
 
-    checks = verdicts(http, matching)
+    checks = verdicts(http, matching, held)
     result = {
         "started": started.isoformat(timespec="seconds"),
         "environment": environment(),
@@ -397,6 +468,7 @@ def main() -> int:
         "load_average_after": [round(x, 2) for x in os.getloadavg()],
         "http": http,
         "route_match": matching,
+        "scenarios": held,
         "checks": checks,
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)

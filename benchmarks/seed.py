@@ -1,5 +1,9 @@
 """Create the benchmark database: migrate, then one service (the upstream) and its routes.
 
+Routes: /gw (open), /gwlimit (two limits by IP), /gwkey and /gwjwt (API key, RS256 JWT),
+/gwkeylimit (API key and two limits by consumer); /flap (Consul) and /slow, /sse (the scenarios'
+asyncio upstream) when their environment variables are set.
+
 Run by :mod:`benchmarks.run` as ``python -m benchmarks.seed`` with the benchmark environment set.
 The rows go through ``full_clean`` like an admin edit would, so the benchmark route is a valid one.
 """
@@ -34,8 +38,11 @@ def main() -> None:
     route.save()
     seed_limited_route(service)
     credentials = seed_authenticated_routes(service)
+    seed_key_limited_route(service)
     if os.environ.get("BENCH_CONSUL_ADDRESS"):
         seed_consul_route()
+    if os.environ.get("BENCH_ASYNC_UPSTREAM_URL"):
+        seed_scenario_routes(os.environ["BENCH_ASYNC_UPSTREAM_URL"])
     path = os.environ.get("BENCH_CREDENTIALS_PATH")
     if path:
         with open(path, "w") as handle:
@@ -54,6 +61,41 @@ def seed_limited_route(service) -> None:  # type: ignore[no-untyped-def]
         limit = RateLimit(route=route, limit=1_000_000_000, period=period, limit_by="ip")
         limit.full_clean()
         limit.save()
+
+
+def seed_key_limited_route(service) -> None:  # type: ignore[no-untyped-def]
+    """/gwkeylimit: an API-key route (the same consumer and key as /gwkey) with two rate limits
+    by consumer that the run never exhausts: authentication, then one EVALSHA for both limits."""
+    from django_gateway.models import RateLimit, Route
+
+    route = Route(
+        name="bench-key-limited", service=service, paths=["/gwkeylimit"], strip_path=True,
+        authentication="key",
+    )  # fmt: skip
+    route.full_clean()
+    route.save()
+    for period in ("minute", "hour"):
+        limit = RateLimit(route=route, limit=1_000_000_000, period=period, limit_by="consumer")
+        limit.full_clean()
+        limit.save()
+
+
+def seed_scenario_routes(url: str) -> None:
+    """/slow and /sse: open routes to ``benchmarks.async_upstream`` (the isolation and SSE
+    scenarios of benchmarks/scenarios.py), with default timeouts and no concurrency cap."""
+    from django_gateway.models import Route, Service, Target
+
+    upstream = urlparse(url)
+    service = Service(name="bench-async")
+    service.full_clean()
+    service.save()
+    target = Target(service=service, host=upstream.hostname, port=upstream.port)
+    target.full_clean()
+    target.save()
+    for name, path in (("bench-slow", "/slow"), ("bench-sse", "/sse")):
+        route = Route(name=name, service=service, paths=[path], strip_path=True)
+        route.full_clean()
+        route.save()
 
 
 def seed_consul_route() -> None:

@@ -1,5 +1,8 @@
 """The processes a benchmark run starts, each pinned to the server core and each stopped by pid.
 
+Servers: nginx (or a Python stand-in) as the upstream, gunicorn for the WSGI rows and for ASGI
+under ``uvicorn_worker.UvicornWorker``, uvicorn for the ASGI rows and the bare ASGI proxy.
+
 :class:`Processes` starts every child in its own session (so a gunicorn master and its workers form
 one process group), remembers it, and :meth:`Processes.stop_all` sends that group SIGTERM, then
 SIGKILL after a grace period. :func:`nginx_config` writes a self-contained nginx configuration:
@@ -11,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -114,6 +118,35 @@ def group_cpu_seconds(leader: int) -> float:
     return total / _TICK
 
 
+def group_rss_bytes(leader: int) -> int:
+    """Resident memory (VmRSS) of every live process in ``leader``'s process group."""
+    total = 0
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat") as stat:
+                if int(stat.read().rpartition(")")[2].split()[2]) != leader:
+                    continue
+            with open(f"/proc/{entry.name}/status") as status:
+                rss = next((ln for ln in status if ln.startswith("VmRSS:")), "VmRSS: 0 kB")
+        except OSError:
+            continue
+        total += int(rss.split()[1]) * 1024
+    return total
+
+
+def raise_fd_limit(wanted: int) -> int:
+    """Raise this process's soft RLIMIT_NOFILE towards ``wanted`` (children inherit it); returns
+    the new soft limit, which the hard limit may keep below ``wanted``."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        return target
+    return soft
+
+
 def core_busy_seconds(core: int | None) -> tuple[float, float]:
     """(busy, elapsed) seconds of one core so far, or of all cores when ``core`` is None."""
     name = "cpu" if core is None else f"cpu{core}"
@@ -127,7 +160,13 @@ def core_busy_seconds(core: int | None) -> tuple[float, float]:
     raise RuntimeError(f"no {name} line in /proc/stat")
 
 
-def wait_until_serving(proc: subprocess.Popen, port: int, path: str, timeout: float = 30.0) -> None:
+def wait_until_serving(
+    proc: subprocess.Popen,
+    port: int,
+    path: str,
+    timeout: float = 30.0,
+    headers: dict[str, str] | None = None,
+) -> None:
     """Poll until ``path`` answers 200 with the payload; raise with a reason if it never does."""
     deadline = time.monotonic() + timeout
     last = "no answer"
@@ -135,7 +174,7 @@ def wait_until_serving(proc: subprocess.Popen, port: int, path: str, timeout: fl
         if proc.poll() is not None:
             raise RuntimeError(f"the process exited with status {proc.returncode}")
         try:
-            status, body = http_get(port, path)
+            status, body = http_get(port, path, headers)
         except OSError as exc:
             last = str(exc)
             time.sleep(0.1)
@@ -148,10 +187,10 @@ def wait_until_serving(proc: subprocess.Popen, port: int, path: str, timeout: fl
     raise RuntimeError(f"GET {path} did not answer within {timeout:.0f}s ({last})")
 
 
-def http_get(port: int, path: str) -> tuple[int, bytes]:
+def http_get(port: int, path: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
     conn = http.client.HTTPConnection(LOOPBACK, port, timeout=5)
     try:
-        conn.request("GET", path)
+        conn.request("GET", path, headers=headers or {})
         response = conn.getresponse()
         return response.status, response.read()
     finally:
@@ -269,10 +308,11 @@ class GunicornSettings:
     backlog: int = 2048
 
     def arguments(self) -> list[str]:
+        threads = ["--threads", str(self.threads)] if self.worker_class == "gthread" else []
         return [
             "--workers", str(self.workers),
             "--worker-class", self.worker_class,
-            "--threads", str(self.threads),
+            *threads,
             "--keep-alive", str(self.keep_alive),
             "--backlog", str(self.backlog),
             "--log-level", "warning",
@@ -293,25 +333,93 @@ def start_gunicorn(
     root: Path,
     core: int | None,
     probe_path: str,
+    app: str = "benchmarks.wsgi:application",
+    headers: dict[str, str] | None = None,
 ) -> tuple[int, int]:
     """Start gunicorn on a free port; returns (port, pid of its process group's leader).
 
     gunicorn changes to ``root`` and puts it first on ``sys.path``: the repository, or the
-    directory holding a ``--baseline`` commit's package (:mod:`benchmarks.baseline`).
+    directory holding a ``--baseline`` commit's package (:mod:`benchmarks.baseline`). ``app`` is
+    ``benchmarks.asgi:application`` under ``uvicorn_worker.UvicornWorker``.
     """
     port = free_port()
     command = [
         str(venv_bin / "gunicorn"),
-        "benchmarks.wsgi:application",
+        app,
         "--bind", f"{LOOPBACK}:{port}",
         "--chdir", str(root),
         *settings.arguments(),
     ]  # fmt: skip
     proc = processes.start(name, pinned(command, core), env=env, cwd=str(root))
+    _wait_for(processes, name, "gunicorn", proc, port, probe_path, headers)
+    return port, proc.pid
+
+
+# --- uvicorn --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class UvicornSettings:
+    """One uvicorn process, as docs/asgi.md recommends running it (no reload, no supervisor)."""
+
+    loop: str = "uvloop"
+    http: str = "httptools"
+    keep_alive: int = 75  # wrk's connections stay busy; the isolation holders' too
+    backlog: int = 2048
+
+    def arguments(self) -> list[str]:
+        return [
+            "--workers", "1",
+            "--loop", self.loop,
+            "--http", self.http,
+            "--no-access-log",
+            "--no-proxy-headers",  # the gateway's TRUSTED_PROXIES decides (docs/asgi.md)
+            "--log-level", "warning",
+            "--timeout-keep-alive", str(self.keep_alive),
+            "--backlog", str(self.backlog),
+        ]  # fmt: skip
+
+    def describe(self) -> str:
+        return " ".join(self.arguments())
+
+
+def start_uvicorn(
+    processes: Processes,
+    name: str,
+    env: dict[str, str],
+    settings: UvicornSettings,
+    *,
+    app: str,
+    venv_bin: Path,
+    root: Path,
+    core: int | None,
+    probe_path: str,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, int]:
+    """Start uvicorn serving ``app`` on a free port; returns (port, pid). With one worker uvicorn
+    serves in its own process, which leads its process group as gunicorn's master does."""
+    port = free_port()
+    command = [
+        str(venv_bin / "uvicorn"), app, "--host", LOOPBACK, "--port", str(port),
+        "--app-dir", str(root), *settings.arguments(),
+    ]  # fmt: skip
+    proc = processes.start(name, pinned(command, core), env=env, cwd=str(root))
+    _wait_for(processes, name, "uvicorn", proc, port, probe_path, headers)
+    return port, proc.pid
+
+
+def _wait_for(
+    processes: Processes,
+    name: str,
+    server: str,
+    proc: subprocess.Popen,
+    port: int,
+    probe_path: str,
+    headers: dict[str, str] | None,
+) -> None:
     try:
-        wait_until_serving(proc, port, probe_path)
+        wait_until_serving(proc, port, probe_path, headers=headers)
     except RuntimeError as exc:
         raise RuntimeError(
-            f"gunicorn for {name} did not start: {exc}\n{processes.log_tail(name)}"
+            f"{server} for {name} did not start: {exc}\n{processes.log_tail(name)}"
         ) from exc
-    return port, proc.pid

@@ -1,9 +1,11 @@
-"""Django settings for the benchmark project: one module, three variants chosen by environment.
+"""Django settings for the benchmark project: one module, the variants chosen by environment.
 
 ``BENCH_VARIANT`` picks the middleware: ``bare`` and ``revproxy`` run SecurityMiddleware only (the
 floor, and the peer as its users would mount it); ``gateway`` adds GatewayMiddleware right after it,
-as ``docs`` recommend. Everything else -- apps, URLs, database, cache, logging -- is identical, so
-the variants differ only in what serves the request. :mod:`benchmarks.run` sets the variables.
+as ``docs`` recommend. ``asgi`` (served through ``benchmarks.asgi``) runs SecurityMiddleware only
+too: there the gateway is the ASGI shell around Django, which answers routed requests before any
+middleware. Everything else -- apps, URLs, database, cache, logging -- is identical, so the variants
+differ only in what serves the request. :mod:`benchmarks.run` sets the variables.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ DEBUG = False
 ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
 ROOT_URLCONF = "benchmarks.urls"
 WSGI_APPLICATION = "benchmarks.wsgi.application"
+ASGI_APPLICATION = "benchmarks.asgi.application"
 USE_TZ = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
