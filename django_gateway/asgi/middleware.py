@@ -10,6 +10,7 @@ offload threads for what would block (:mod:`.offload`).
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -32,6 +33,17 @@ ASGIApp = Callable[[dict[str, Any], Receive, Send], Awaitable[None]]
 class GatewayASGIMiddleware:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        self._settled = False
+
+    def _settle(self) -> None:
+        """Once the first snapshot is loaded, move everything alive so far (Django, the
+        project, the route table) out of the garbage collector's sight (``gc.freeze``).
+
+        With a thousand requests in flight, a full collection walked all of it and stopped the
+        loop for 130 to 200 ms every few seconds; it now walks only what was made since.
+        """
+        self._settled = True
+        gc.freeze()
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -56,6 +68,8 @@ class GatewayASGIMiddleware:
             else:
                 await refuse(send, environ, unavailable)
             return True
+        if not self._settled:
+            self._settle()
         if not snapshot.routes.routes:
             return False
         environ = environ_from_scope(scope)
