@@ -34,6 +34,7 @@ from ..netpolicy import AddressInfo, ForbiddenAddress, screen_addresses
 from ..sockets import is_stale
 from .failures import connect_failure
 from .pool import Endpoint, _tls_context
+from .transport import ResponseCallbacks
 
 #: Body bytes a connection holds for its reader before it stops reading from the upstream.
 HIGH_WATER = 256 * 1024
@@ -45,7 +46,7 @@ class _AfterResponse(Exception):
     """Bytes followed a complete response: the upstream is not speaking one response at a time."""
 
 
-class AsyncConnection(asyncio.Protocol):
+class AsyncConnection(ResponseCallbacks, asyncio.Protocol):
     """One upstream connection and the response arriving on it, as httptools reports it.
 
     :meth:`wait` lets the transport sleep until something happens (bytes, the end of the
@@ -58,25 +59,17 @@ class AsyncConnection(asyncio.Protocol):
         "_until",
         "_waiter",
         "buffered",
-        "chunks",
         "closed",
-        "complete",
         "endpoint",
         "error",
         "failure",
-        "head_done",
-        "headers",
         "idle",
         "idle_since",
-        "keep_alive",
         "loop",
-        "parser",
         "reading_paused",
-        "reason",
         "received",
         "reused",
         "sock",
-        "status",
         "transport",
         "writing_paused",
     )
@@ -218,35 +211,16 @@ class AsyncConnection(asyncio.Protocol):
         self.writing_paused = False
         self._wake()
 
-    # -- httptools callbacks -----------------------------------------------------------------
+    # -- httptools callbacks (the rest are ResponseCallbacks', shared with the sync transport) --
 
     def on_message_begin(self) -> None:
         if self.complete:
             raise _AfterResponse
         self.headers = []
 
-    def on_status(self, reason: bytes) -> None:
-        self.reason = reason
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name, value))
-
-    def on_headers_complete(self) -> None:
-        status = self.parser.get_status_code()
-        if 100 <= status < 200 and status != 101:
-            return  # interim (100 Continue, 103 Early Hints): the real head follows
-        self.status = status
-        self.head_done = True
-
     def on_body(self, body: bytes) -> None:
         self.chunks.append(body)
         self.buffered += len(body)
-
-    def on_message_complete(self) -> None:
-        if self.head_done:
-            self.complete = True
-            # llhttp only knows whether the connection persists once the message has ended.
-            self.keep_alive = self.parser.should_keep_alive()
 
 
 async def _resolve(loop: asyncio.AbstractEventLoop, endpoint: Endpoint) -> list[AddressInfo]:

@@ -216,10 +216,7 @@ class AsyncTransport:
         """``replayable``: the caller resends on a fresh connection if a pooled one is dead, so
         the pool may skip its staleness probe."""
         started = time.monotonic()
-        deadline = started + timeouts.total
-        expires = None if timeouts.response is None else started + timeouts.response
-        if expires is not None and expires < deadline:
-            deadline = expires
+        deadline, expires = timeouts.deadlines(started)
         conn = self.pool.take(endpoint, check=not replayable)
         if conn is None:
             conn = await open_connection(endpoint, min(timeouts.connect, deadline - started))

@@ -52,6 +52,15 @@ class Timeouts:
     total: float
     response: float | None = None  # max_response_duration: the try's start to the last body byte
 
+    def deadlines(self, started: float) -> tuple[float, float | None]:
+        """For a try started at ``started`` (monotonic): the deadline of what is read before
+        ``send`` returns, and when the whole response expires (``None``: never)."""
+        deadline = started + self.total
+        expires = None if self.response is None else started + self.response
+        if expires is not None and expires < deadline:
+            deadline = expires
+        return deadline, expires
+
 
 @dataclass(slots=True)
 class UpstreamRequest(Generic[Body]):
@@ -71,12 +80,10 @@ class UpstreamRequest(Generic[Body]):
         return f"{self.method} {self.target} HTTP/1.1\r\n{''.join(lines)}\r\n".encode("latin-1")
 
 
-class _Reader:
-    """httptools callbacks collecting responses on one connection; 1xx interim heads are skipped.
-
-    One reader (and one llhttp parser) serves every response of a keep-alive connection:
-    :meth:`reset` readies it for the next one, which is cheaper than a new parser per request.
-    """
+class ResponseCallbacks:
+    """The httptools callbacks that collect one response at a time; 1xx interim heads are
+    skipped. Both transports' parsers call these (the sync :class:`_Reader`, the async
+    connection protocol), so what counts as the head, the body and the end is decided once."""
 
     __slots__ = (
         "chunks",
@@ -89,22 +96,14 @@ class _Reader:
         "status",
     )
 
-    def __init__(self) -> None:
-        self.parser = HttpResponseParser(self)
-        self.reset()
-
-    def reset(self) -> None:
-        self.headers: list[tuple[bytes, bytes]] = []
-        self.chunks: list[bytes] = []
-        self.reason = b""
-        self.status = 0
-        self.head_done = False
-        self.complete = False
-        self.keep_alive = False
-
-    def take_chunks(self) -> list[bytes]:
-        chunks, self.chunks = self.chunks, []
-        return chunks
+    parser: HttpResponseParser
+    headers: list[tuple[bytes, bytes]]
+    chunks: list[bytes]
+    reason: bytes
+    status: int
+    head_done: bool
+    complete: bool
+    keep_alive: bool
 
     def on_message_begin(self) -> None:
         self.headers = []
@@ -130,6 +129,33 @@ class _Reader:
             self.complete = True
             # llhttp only knows whether the connection persists once the message has ended.
             self.keep_alive = self.parser.should_keep_alive()
+
+    def take_chunks(self) -> list[bytes]:
+        chunks, self.chunks = self.chunks, []
+        return chunks
+
+
+class _Reader(ResponseCallbacks):
+    """The sync transport's parser state, kept per connection.
+
+    One reader (and one llhttp parser) serves every response of a keep-alive connection:
+    :meth:`reset` readies it for the next one, which is cheaper than a new parser per request.
+    """
+
+    __slots__ = ()
+
+    def __init__(self) -> None:
+        self.parser = HttpResponseParser(self)
+        self.reset()
+
+    def reset(self) -> None:
+        self.headers = []
+        self.chunks = []
+        self.reason = b""
+        self.status = 0
+        self.head_done = False
+        self.complete = False
+        self.keep_alive = False
 
 
 class UpstreamResponse:
@@ -290,10 +316,7 @@ class Transport:
         """``replayable``: the caller resends on a fresh connection if a pooled one is dead, so
         the pool may skip its staleness probe."""
         started = time.monotonic()
-        deadline = started + timeouts.total
-        expires = None if timeouts.response is None else started + timeouts.response
-        if expires is not None and expires < deadline:
-            deadline = expires
+        deadline, expires = timeouts.deadlines(started)
         conn = self.pool.acquire(
             endpoint, min(timeouts.connect, deadline - started), check=not replayable
         )
