@@ -49,10 +49,7 @@ async def aforward(exchange: Exchange, receive: Receive, watch: Any) -> Forwarde
     choice: Choice | None = None
     try:
         while True:
-            try:
-                choice = tries.next()
-            except WouldBlock:
-                choice = await offload(tries.next)
+            choice = await next_choice(tries)
             try:
                 upstream = await _send(choice, tries)
             except GatewayError as error:
@@ -63,6 +60,15 @@ async def aforward(exchange: Exchange, receive: Receive, watch: Any) -> Forwarde
     except BaseException:
         tries.finished(choice)
         raise
+
+
+async def next_choice(tries: Tries) -> Choice:
+    """The next try's instance; off the loop in the one case choosing may wait (a Consul
+    service's first answer)."""
+    try:
+        return tries.next()
+    except WouldBlock:
+        return await offload(tries.next)
 
 
 async def _send(choice: Choice, tries: Tries) -> AsyncUpstreamResponse:

@@ -34,7 +34,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import socket
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
@@ -47,18 +46,15 @@ from websockets.typing import Subprotocol
 from ..conf import gateway_settings
 from ..exceptions import BadGateway, BadRequest, GatewayError, GatewayTimeout
 from ..exchange import Exchange
-from ..netpolicy import ForbiddenAddress
-from ..offloop import WouldBlock
 from ..pipeline import error_response, log_access, unexpected
-from ..proxy.aio_pool import _resolve
+from ..proxy.aio_pool import dial
 from ..proxy.failures import connect_failure
 from ..proxy.forwarder import Tries
 from ..proxy.plan import headers_for, plan_request
-from ..proxy.pool import Endpoint, _tls_context
+from ..proxy.pool import tls_context
 from ..selection import Choice
-from .forward import Receive
+from .forward import Receive, next_choice
 from .http import Send, refuse, send_response
-from .offload import offload
 from .stages import run_checks
 
 logger = logging.getLogger(__name__)
@@ -168,10 +164,7 @@ async def _open(
     choice: Choice | None = None
     try:
         while True:
-            try:
-                choice = tries.next()
-            except WouldBlock:
-                choice = await offload(tries.next)
+            choice = await next_choice(tries)
             try:
                 upstream = await _handshake(tries, choice, subprotocols)
             except UpstreamRefused:
@@ -194,14 +187,14 @@ async def _handshake(
     timeout, as a response head. The planned headers go along, less what the client library
     writes itself (``Host`` comes from the URI, ``Sec-WebSocket-*``)."""
     plan, endpoint = tries.plan, choice.endpoint
-    sock = await _dial(endpoint, plan.timeouts.connect)
+    sock = await dial(endpoint, plan.timeouts.connect)
     host, *headers = headers_for(plan, endpoint)
     secure = endpoint.scheme == "https"
     try:
         return await _Connect(
             f"{'wss' if secure else 'ws'}://{host[1]}{plan.target}",
             sock=sock,
-            ssl=_tls_context(endpoint.tls_verify) if secure else None,
+            ssl=tls_context(endpoint.tls_verify) if secure else None,
             server_hostname=endpoint.host if secure else None,
             additional_headers=[
                 h for h in headers if not h[0].lower().startswith("sec-websocket-")
@@ -232,32 +225,6 @@ def _handshake_failure(exc: BaseException) -> GatewayError | None:
     if isinstance(exc, InvalidHandshake):
         return BadGateway(f"The upstream's answer to the WebSocket upgrade is invalid: {exc}.")
     return None
-
-
-async def _dial(endpoint: Endpoint, timeout: float) -> socket.socket:
-    """A TCP connection to an address of ``endpoint`` the upstream address policy allows, tried
-    in order within ``timeout``; failures as the HTTP transport reports them (502/504)."""
-    loop = asyncio.get_running_loop()
-    last_error: OSError | None = None
-    try:
-        async with asyncio.timeout(timeout):
-            for family, kind, proto, _, address in await _resolve(loop, endpoint):
-                sock = socket.socket(family, kind, proto)
-                try:
-                    sock.setblocking(False)
-                    await loop.sock_connect(sock, address)
-                except OSError as exc:  # refused, unreachable: the next address may answer
-                    sock.close()
-                    last_error = exc
-                    continue
-                except BaseException:
-                    sock.close()
-                    raise
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                return sock
-    except (TimeoutError, socket.gaierror, ForbiddenAddress) as exc:
-        raise connect_failure(exc) from exc
-    raise connect_failure(last_error or OSError("no address to connect to"))
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-import ssl
 import time
 from collections import deque
 from functools import partial
@@ -33,7 +32,7 @@ from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
 from ..netpolicy import AddressInfo, ForbiddenAddress, screen_addresses
 from ..sockets import is_stale
 from .failures import connect_failure
-from .pool import Endpoint, _tls_context
+from .pool import Endpoint, tls_context
 from .transport import ResponseCallbacks
 
 #: Body bytes a connection holds for its reader before it stops reading from the upstream.
@@ -228,9 +227,7 @@ async def _resolve(loop: asyncio.AbstractEventLoop, endpoint: Endpoint) -> list[
     return screen_addresses(endpoint.host, infos)
 
 
-async def _connect(
-    loop: asyncio.AbstractEventLoop, endpoint: Endpoint, address: AddressInfo
-) -> AsyncConnection:
+async def _tcp(loop: asyncio.AbstractEventLoop, address: AddressInfo) -> socket.socket:
     family, kind, proto, _, sockaddr = address
     sock = socket.socket(family, kind, proto)
     try:
@@ -245,34 +242,52 @@ async def _connect(
     except BaseException:
         sock.close()
         raise
-    tls = _tls_context(endpoint.tls_verify) if endpoint.scheme == "https" else None
-    # From here the transport owns the socket, and closes it if the TLS handshake fails.
-    _, conn = await loop.create_connection(
-        partial(AsyncConnection, endpoint, loop),
-        sock=sock,
-        ssl=tls,
-        server_hostname=endpoint.host if tls is not None else None,
-    )
-    return conn
+    return sock
 
 
-async def open_connection(endpoint: Endpoint, timeout: float) -> AsyncConnection:
-    """Resolve (off the loop), connect and shake hands within ``timeout``, trying the allowed
-    addresses in order; failures are mapped to gateway errors as in :mod:`.pool`."""
+async def dial(endpoint: Endpoint, timeout: float) -> socket.socket:
+    """A TCP connection to ``endpoint``: its addresses resolved off the loop, screened by the
+    upstream address policy and tried in order within ``timeout``; failures mapped to gateway
+    errors as in :mod:`.pool` (502, 504 for the timeout). The HTTP pool and the WebSocket
+    passthrough both connect through here."""
     loop = asyncio.get_running_loop()
     last_error: OSError | None = None
     try:
         async with asyncio.timeout(timeout):
             for address in await _resolve(loop, endpoint):
                 try:
-                    return await _connect(loop, endpoint, address)
-                except (TimeoutError, ssl.SSLError):  # another address would not do better
+                    return await _tcp(loop, address)
+                except TimeoutError:
                     raise
                 except OSError as exc:  # refused, unreachable: the next address may answer
                     last_error = exc
-    except (TimeoutError, ssl.SSLError, socket.gaierror, ForbiddenAddress) as exc:
+    except (TimeoutError, socket.gaierror, ForbiddenAddress) as exc:
         raise connect_failure(exc) from exc
     raise connect_failure(last_error or OSError("no address to connect to"))
+
+
+async def open_connection(endpoint: Endpoint, timeout: float) -> AsyncConnection:
+    """A pooled-to-be connection: :func:`dial`, then TLS for ``https``, all within ``timeout``."""
+    loop = asyncio.get_running_loop()
+    until = loop.time() + timeout
+    sock = await dial(endpoint, timeout)
+    tls = tls_context(endpoint.tls_verify) if endpoint.scheme == "https" else None
+    try:
+        async with asyncio.timeout_at(until):
+            # From here the transport owns the socket, and closes it if the handshake fails.
+            _, conn = await loop.create_connection(
+                partial(AsyncConnection, endpoint, loop),
+                sock=sock,
+                ssl=tls,
+                server_hostname=endpoint.host if tls is not None else None,
+            )
+    except (TimeoutError, OSError) as exc:  # ssl.SSLError is an OSError
+        sock.close()
+        raise connect_failure(exc) from exc
+    except BaseException:
+        sock.close()
+        raise
+    return conn
 
 
 _Idle = dict[Endpoint, deque[AsyncConnection]]

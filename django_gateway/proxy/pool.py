@@ -72,7 +72,8 @@ class Connection:
 _tls_contexts: dict[bool, ssl.SSLContext] = {}
 
 
-def _tls_context(verify: bool) -> ssl.SSLContext:
+def tls_context(verify: bool) -> ssl.SSLContext:
+    """One context per verification mode, shared by every upstream connection (both shells)."""
     context = _tls_contexts.get(verify)
     if context is None:
         context = ssl.create_default_context()
@@ -101,7 +102,7 @@ def open_connection(endpoint: Endpoint, timeout: float) -> Connection:
             sock.connect(address)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if endpoint.scheme == "https":
-                sock = _tls_context(endpoint.tls_verify).wrap_socket(
+                sock = tls_context(endpoint.tls_verify).wrap_socket(
                     sock, server_hostname=endpoint.host
                 )
             sock.settimeout(None)  # blocking from now on; Connection.set_timeout bounds it
