@@ -23,7 +23,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
-
 from .admission import host_refusal
 from .config import CompiledRoute, ConsumerConfig
 from .discovery import instances_for
