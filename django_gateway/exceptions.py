@@ -92,6 +92,15 @@ class NotImplementedFraming(GatewayError):
     default_detail = "Only the chunked transfer coding is supported on requests."
 
 
+class UpgradeNeedsASGI(GatewayError):
+    status = 501
+    title = "Not Implemented"
+    default_detail = (
+        "This route carries WebSocket upgrades, which the gateway's ASGI shell serves; this "
+        "server runs the WSGI shell."
+    )
+
+
 class BadGateway(GatewayError):
     status = 502
     title = "Bad Gateway"

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from django.http import HttpRequest
 from django.http.response import HttpResponseBase
 
 from .admission import admit
 from .conf import gateway_settings
-from .exceptions import GatewayError, ServiceUnavailable, problem_response
+from .exceptions import GatewayError, ServiceUnavailable, UpgradeNeedsASGI, problem_response
 from .pipeline import handle, log_refusal, new_exchange, request_id_for
 from .runtime import runtime
 
@@ -58,7 +59,13 @@ def gateway_response(request: HttpRequest) -> HttpResponseBase | None:
     if admission.refusal is not None:
         return _refuse(request, admission.refusal)
     assert admission.match is not None  # a match, since nothing refused it
+    if admission.match.route.websocket and _wants_websocket(environ):
+        return _refuse(request, UpgradeNeedsASGI())  # a WSGI server cannot switch protocols
     return handle(new_exchange(environ, admission.path, admission.host, admission.match, snapshot))
+
+
+def _wants_websocket(environ: dict[str, Any]) -> bool:
+    return str(environ.get("HTTP_UPGRADE", "")).lower() == "websocket"
 
 
 def _refuse(request: HttpRequest, error: GatewayError) -> HttpResponseBase:
