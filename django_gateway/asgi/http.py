@@ -25,6 +25,7 @@ from ..exceptions import GatewayError, ProblemResponse, problem_response
 from ..exchange import Exchange
 from ..pipeline import error_response, log_access, log_refusal, request_id_for, unexpected
 from ..proxy.forwarder import upstream_response_headers
+from ..proxy.headers import bodiless
 from .forward import Forwarded, Receive, aforward
 from .stages import run_checks
 
@@ -118,7 +119,11 @@ async def _respond(exchange: Exchange, forwarded: Forwarded, send: Send) -> None
         )
         if upstream.complete:
             body = upstream.buffered_body()
-            if exchange.method != "HEAD" and not _has_length(headers):
+            if (
+                exchange.method != "HEAD"
+                and not bodiless(upstream.status)
+                and not _has_length(headers)
+            ):
                 headers.append((b"content-length", str(len(body)).encode()))
             tries.finished(choice)
             log_access(exchange, upstream.status)

@@ -40,6 +40,7 @@ from .failures import NoResponse, ResponseCut
 from .headers import (
     ForwardContext,
     LocationRewrite,
+    bodiless,
     response_headers,
 )
 from .plan import UpstreamPlan, headers_for, plan_request
@@ -215,7 +216,10 @@ def upstream_response_headers(
     if route.max_response_duration is not None and not upstream.complete:
         upstream.on_cut = partial(_log_cut, exchange)
     rewrite_location = _location_rewriter(plan.context, choice.endpoint, route.service.path)
-    return response_headers(upstream.headers, plan.context, rewrite_location)
+    headers = response_headers(upstream.headers, plan.context, rewrite_location)
+    if bodiless(upstream.status) and upstream.status != 304:  # a 304 may repeat its 200's length
+        headers = [h for h in headers if h[0].lower() != "content-length"]
+    return headers
 
 
 def _respond(

@@ -201,6 +201,12 @@ def identity_headers(identity: Identity | None) -> list[tuple[str, str]]:
     return headers
 
 
+def bodiless(status: int) -> bool:
+    """A status whose response never has a body or framing headers of its own (RFC 9110 §8.6,
+    §15.4.5): 1xx and 204 carry no ``Content-Length``; a 304 may only repeat its 200's."""
+    return status < 200 or status == 204 or status == 304
+
+
 def response_headers(
     upstream: Iterable[tuple[bytes, bytes]],
     ctx: ForwardContext,

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 from django.http import HttpResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 
+from .headers import bodiless
 from .transport import UpstreamResponse
 
 
@@ -69,6 +70,11 @@ def build_response(
             repeated.append((name, value))
         else:
             store[key] = (name, value)
-    if upstream.complete and not head_only and "content-length" not in store:
+    if (
+        upstream.complete
+        and not head_only
+        and not bodiless(upstream.status)  # a length would be invented, and wrong
+        and "content-length" not in store
+    ):
         store["content-length"] = ("Content-Length", str(len(body)))
     return response

@@ -1,169 +1,71 @@
-"""A real gunicorn process serving ``tests.wsgi``, raw-socket clients, and route publishing.
+"""Real gateway servers (gunicorn for the WSGI shell, uvicorn for the ASGI shell), raw-socket
+clients, and route publishing.
 
-Django's test client hands the gateway a ready-made WSGI environ, so it cannot show what a WSGI
-server lets through (odd ``Transfer-Encoding``, a missing ``Host``) or what ends up on the wire
-(repeated headers, hop-by-hop headers, chunked framing). These fixtures put gunicorn in between:
+Django's test client hands the gateway a ready-made WSGI environ, so it cannot show what a server
+lets through (odd ``Transfer-Encoding``, a missing ``Host``) or what ends up on the wire (repeated
+headers, hop-by-hop headers, chunked framing). These fixtures put a real server in between:
 
-- ``gunicorn`` (session): one master, one ``gthread`` worker with two threads, on a free loopback
-  port, sharing this process's test database and Redis key prefix through the environment;
+- ``gunicorn`` (session): one master, one ``gthread`` worker with two threads, serving
+  ``tests.wsgi``;
+- ``uvicorn`` (session): one uvicorn process (uvloop, httptools) serving ``tests.asgi_app``;
+- ``gateway_server`` (function, parametrised ``wsgi``/``asgi``): the one of the two a test runs
+  against; every wire test that is not inherently about one server uses it, so the behaviour
+  contract is checked in both shells from one set of tests. :data:`only_wsgi` and
+  :data:`only_asgi` narrow a test to one shell, and say why in its docstring;
 - ``wire`` (function, transactional): creates services and routes *committed* to the database and
-  waits until the gunicorn worker's configuration snapshot has picked them up.
+  waits until the server under test has picked them up.
 
-Responses are parsed with llhttp (``httptools``), never by hand.
+Both servers start on a free loopback port, lazily (a run that needs only one starts only one),
+and share this process's test database and Redis key prefix through the environment.
+
+The raw client (requests written byte for byte, responses parsed with llhttp) is in ``client.py``.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 import uuid
-from collections import deque
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-import httptools
 import pytest
 
 from django_gateway.models import Route, Service, Target
-from django_gateway.testing.rawservers import HeaderLookup
 from django_gateway.testing.upstreams import EchoUpstream, unused_port
 
+from .client import HOST, RawResponse, WireConnection, request, wait_until
+
 ROOT = Path(__file__).resolve().parents[2]
-HOST = "127.0.0.1"
 PROBE_PREFIX = "/__wire_probe__"
-#: Longest wait for a committed configuration change to show in the gunicorn worker.
+#: Longest wait for a committed configuration change to show in a server.
 SYNC_TIMEOUT = 3.0
+SHELLS = ("wsgi", "asgi")
+WSGI_APP = "tests.wsgi:application"
+#: ``tests.asgi:application`` once ``tests/asgi/`` no longer shadows it (see ``asgi_entry.py``).
+ASGI_APP = "tests.asgi_app:application"
+
+#: Run a test under one shell only (the other's server differs there, as its docstring says).
+only_wsgi = pytest.mark.parametrize("gateway_server", ["wsgi"], indirect=True)
+only_asgi = pytest.mark.parametrize("gateway_server", ["asgi"], indirect=True)
 
 
-# -- responses ---------------------------------------------------------------------------------
+# -- the server processes ----------------------------------------------------------------------
 
 
-@dataclass
-class RawResponse(HeaderLookup):
-    """One response exactly as it came off the client socket (header names keep their case)."""
+class GatewayServer:
+    """A server process serving the test project on a free loopback port.
 
-    status: int = 0
-    reason: str = ""
-    headers: list[tuple[str, str]] = field(default_factory=list)
-    body: bytes = b""
-    #: False when the connection closed before the message ended (what a HEAD response looks
-    #: like to a parser that does not know the request was HEAD).
-    complete: bool = False
-
-    @property
-    def header_names(self) -> set[str]:
-        return {name.lower() for name, _ in self.headers}
-
-    @property
-    def is_problem(self) -> bool:
-        return (self.header("content-type") or "").startswith("application/problem+json")
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
-class WireConnection:
-    """One client connection: send raw bytes, read responses with llhttp.
-
-    ``body_sink``, when set, receives body pieces instead of them being kept (big downloads).
+    Subclasses give the command line; the rest (readiness, stop, log, pids, raw clients) is
+    shared. ``shell`` says which of the gateway's shells the server runs: ``wsgi`` or ``asgi``.
     """
 
-    def __init__(self, port: int, timeout: float = 10.0) -> None:
-        self.sock = socket.create_connection((HOST, port), timeout=timeout)
-        self.body_sink: Callable[[bytes], None] | None = None
-        self._parser = httptools.HttpResponseParser(self)
-        self._current: RawResponse | None = None
-        self._body = bytearray()
-        self._done: deque[RawResponse] = deque()
-        #: 1xx responses received so far, in order.
-        self.interim: list[RawResponse] = []
-        self._eof = False
-
-    def __enter__(self) -> WireConnection:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self.sock.close()
-
-    def send(self, data: bytes) -> None:
-        self.sock.sendall(data)
-
-    def read_response(self, *, until_eof: bool = False) -> RawResponse:
-        """The next response. ``until_eof`` reads until the server closes the connection and
-        returns what arrived even if incomplete: for HEAD, where any body byte is a bug."""
-        while until_eof or not self._done:
-            if self._eof:
-                break
-            data = self.sock.recv(1 << 20)
-            if not data:
-                self._eof = True
-                break
-            self._parser.feed_data(data)
-        if self._done:
-            return self._done.popleft()
-        if until_eof and self._current is not None and self._current.status:
-            self._current.body = bytes(self._body)
-            return self._current
-        raise ConnectionError("the server closed the connection before a complete response")
-
-    def at_eof(self, wait: float = 2.0) -> bool:
-        """Whether the server closes the connection (with nothing more sent) within ``wait``."""
-        self.sock.settimeout(wait)
-        try:
-            return self.sock.recv(1) == b""
-        except TimeoutError:
-            return False
-
-    # llhttp callbacks
-
-    def on_message_begin(self) -> None:
-        self._current = RawResponse()
-        self._body = bytearray()
-
-    def on_status(self, reason: bytes) -> None:
-        assert self._current is not None
-        self._current.reason += reason.decode("latin-1")
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        assert self._current is not None
-        self._current.headers.append((name.decode("latin-1"), value.decode("latin-1")))
-
-    def on_headers_complete(self) -> None:
-        assert self._current is not None
-        self._current.status = self._parser.get_status_code()
-
-    def on_body(self, body: bytes) -> None:
-        if self.body_sink is not None:
-            self.body_sink(body)
-        else:
-            self._body += body
-
-    def on_message_complete(self) -> None:
-        assert self._current is not None
-        self._current.body = bytes(self._body)
-        self._current.complete = True
-        if not 100 <= self._current.status < 200:  # interim responses (100 Continue) are skipped
-            self._done.append(self._current)
-        else:
-            self.interim.append(self._current)
-        self._current = None
-
-
-# -- the gunicorn process ----------------------------------------------------------------------
-
-
-class GunicornServer:
-    """``gunicorn tests.wsgi:application`` in a child process."""
+    shell: ClassVar[str]
+    name: ClassVar[str]
 
     def __init__(self, env: dict[str, str], log_path: Path) -> None:
         self.env = env
@@ -171,27 +73,17 @@ class GunicornServer:
         self.port = 0
         self.process: subprocess.Popen[bytes] | None = None
 
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.shell} on port {self.port}>"
+
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
     def start(self, timeout: float = 20.0) -> None:
         self.port = unused_port(HOST)
-        command = [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "tests.wsgi:application",
-            f"--bind={HOST}:{self.port}",
-            "--worker-class=gthread",
-            "--workers=1",
-            "--threads=2",
-            "--keep-alive=10",
-            "--timeout=60",
-            "--graceful-timeout=3",
-            "--no-control-socket",
-            "--log-level=warning",
-            "--error-logfile=-",
-        ]
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
+                self.command(), cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -208,7 +100,7 @@ class GunicornServer:
             if response.status:
                 return
         self.stop()
-        raise RuntimeError(f"gunicorn did not start; its log:\n{self.log()}")
+        raise RuntimeError(f"{self.name} did not start; its log:\n{self.log()}")
 
     def stop(self) -> None:
         process, self.process = self.process, None
@@ -221,8 +113,14 @@ class GunicornServer:
             process.kill()
             process.wait(timeout=5)
 
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
+    def log(self, start: int = 0) -> str:
+        """The server's output (stdout and stderr), from byte ``start``."""
+        with self.log_path.open("rb") as log:
+            log.seek(start)
+            return log.read().decode(errors="replace")
+
+    def log_size(self) -> int:
+        return self.log_path.stat().st_size
 
     @property
     def master_pid(self) -> int:
@@ -230,23 +128,8 @@ class GunicornServer:
         return self.process.pid
 
     def worker_pids(self) -> list[int]:
-        """The master's child processes, from ``/proc`` (no psutil)."""
-        master = self.master_pid
-        pids: set[int] = set()
-        for children in Path(f"/proc/{master}/task").glob("*/children"):
-            try:
-                pids.update(int(pid) for pid in children.read_text().split())
-            except OSError:
-                continue
-        if not pids:  # kernels without CONFIG_PROC_CHILDREN: scan parent ids
-            for stat in Path("/proc").glob("[0-9]*/stat"):
-                try:
-                    fields = stat.read_text().rpartition(")")[2].split()
-                except OSError:
-                    continue
-                if int(fields[1]) == master:
-                    pids.add(int(stat.parent.name))
-        return sorted(pids)
+        """The processes that serve requests."""
+        raise NotImplementedError
 
     @property
     def worker_pid(self) -> int:
@@ -278,27 +161,105 @@ class GunicornServer:
         )
 
 
-def request(*lines: str, body: bytes = b"") -> bytes:
-    """A raw HTTP/1.x request from its head lines, exactly as written (no header is added)."""
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+class GunicornServer(GatewayServer):
+    """``gunicorn tests.wsgi:application``: a master and one ``gthread`` worker (two threads)."""
+
+    shell = "wsgi"
+    name = "gunicorn"
+
+    def command(self) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            WSGI_APP,
+            f"--bind={HOST}:{self.port}",
+            "--worker-class=gthread",
+            "--workers=1",
+            "--threads=2",
+            "--keep-alive=10",
+            "--timeout=60",
+            "--graceful-timeout=3",
+            "--no-control-socket",
+            # The gateway alone decides whom to believe (TRUSTED_PROXIES); by default gunicorn
+            # believes X-Forwarded-Proto from 127.0.0.1 and turns the scheme into https.
+            "--forwarded-allow-ips=",
+            "--log-level=warning",
+            "--error-logfile=-",
+        ]
+
+    def worker_pids(self) -> list[int]:
+        """The master's child processes, from ``/proc`` (no psutil)."""
+        return child_pids(self.master_pid)
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.02) -> float:
-    """Poll ``predicate`` until true; returns the seconds it took, raises on timeout."""
-    started = time.monotonic()
-    while True:
-        if predicate():
-            return time.monotonic() - started
-        if time.monotonic() - started > timeout:
-            raise TimeoutError(f"condition not met within {timeout}s")
-        time.sleep(interval)
+class UvicornServer(GatewayServer):
+    """``uvicorn tests.asgi_app:application`` with one worker: the process itself serves (uvicorn
+    forks no child for ``--workers 1``)."""
+
+    shell = "asgi"
+    name = "uvicorn"
+
+    def command(self) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            ASGI_APP,
+            "--host",
+            HOST,
+            "--port",
+            str(self.port),
+            "--workers",
+            "1",
+            "--loop",
+            "uvloop",
+            "--http",
+            "httptools",
+            "--ws",
+            "websockets",
+            "--timeout-keep-alive",
+            "10",
+            "--no-access-log",
+            # As for gunicorn: by default uvicorn replaces the client address and scheme with
+            # X-Forwarded-For/-Proto from 127.0.0.1, before the gateway (and TRUSTED_PROXIES).
+            "--no-proxy-headers",
+            "--log-level",
+            "warning",
+        ]
+
+    def worker_pids(self) -> list[int]:
+        return child_pids(self.master_pid) or [self.master_pid]
+
+
+def child_pids(parent: int) -> list[int]:
+    """``parent``'s child processes, from ``/proc`` (no psutil)."""
+    pids: set[int] = set()
+    for children in Path(f"/proc/{parent}/task").glob("*/children"):
+        try:
+            pids.update(int(pid) for pid in children.read_text().split())
+        except OSError:
+            continue
+    if not pids:  # kernels without CONFIG_PROC_CHILDREN: scan parent ids
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rpartition(")")[2].split()
+            except OSError:
+                continue
+            if int(fields[1]) == parent:
+                pids.add(int(stat.parent.name))
+    return sorted(pids)
+
+
+SERVER_CLASSES: dict[str, type[GatewayServer]] = {"wsgi": GunicornServer, "asgi": UvicornServer}
+
+
+# -- fixtures ----------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="session")
-def gunicorn(
-    django_db_setup: Any, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[GunicornServer]:
-    """gunicorn serving the test project from the database pytest-django set up."""
+def server_env(django_db_setup: Any) -> dict[str, str]:
+    """The environment every server runs in: this process's test database and Redis prefix."""
     from django.db import connection
 
     env = dict(os.environ)
@@ -310,7 +271,13 @@ def gunicorn(
         PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
         PYTHONUNBUFFERED="1",
     )
-    server = GunicornServer(env, tmp_path_factory.mktemp("gunicorn") / "gunicorn.log")
+    return env
+
+
+def _running(
+    cls: type[GatewayServer], env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[GatewayServer]:
+    server = cls(env, tmp_path_factory.mktemp(cls.name) / f"{cls.name}.log")
     server.start()
     try:
         yield server
@@ -319,16 +286,55 @@ def gunicorn(
 
 
 @pytest.fixture(scope="session")
+def gunicorn(
+    server_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[GatewayServer]:
+    """gunicorn serving the test project (the WSGI shell) from the database pytest-django set up."""
+    yield from _running(GunicornServer, server_env, tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def uvicorn(
+    server_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[GatewayServer]:
+    """uvicorn serving the test project (the ASGI shell) from the same database and Redis."""
+    yield from _running(UvicornServer, server_env, tmp_path_factory)
+
+
+SERVER_FIXTURES = {"wsgi": "gunicorn", "asgi": "uvicorn"}
+_LOG_START = pytest.StashKey[tuple[GatewayServer, int]]()
+
+
+@pytest.fixture(params=SHELLS)
+def gateway_server(request: pytest.FixtureRequest) -> GatewayServer:
+    """The server of the shell under test; a failing test's report shows what it logged."""
+    server: GatewayServer = request.getfixturevalue(SERVER_FIXTURES[request.param])
+    request.node.stash[_LOG_START] = (server, server.log_size())
+    return server
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    if report.when == "call" and report.failed and _LOG_START in item.stash:
+        server, start = item.stash[_LOG_START]
+        logged = server.log(start).strip()
+        if logged:
+            report.sections.append((f"{server.name} log during the test", logged[-20_000:]))
+    return report
+
+
+@pytest.fixture(scope="session")
 def probe_upstream() -> Iterator[EchoUpstream]:
-    """The upstream behind the throw-away routes that tell when gunicorn has the new config."""
+    """The upstream behind the throw-away routes that tell when a server has the new config."""
     with EchoUpstream() as server:
         yield server
 
 
 class WireConfig:
-    """Creates committed configuration and waits until the gunicorn worker serves it."""
+    """Creates committed configuration and waits until the server under test serves it."""
 
-    def __init__(self, server: GunicornServer, probe: EchoUpstream) -> None:
+    def __init__(self, server: GatewayServer, probe: EchoUpstream) -> None:
         self.server = server
         self.probe = probe
 
@@ -359,8 +365,8 @@ class WireConfig:
         return route
 
     def sync(self) -> None:
-        """Commit a probe route and wait until gunicorn proxies it: everything committed before
-        it is then in the worker's snapshot too (there is one worker)."""
+        """Commit a probe route and wait until the server proxies it: everything committed before
+        it is then in the serving process's snapshot too (there is one)."""
         token = uuid.uuid4().hex[:12]
         self.route(self.probe, sync=False, paths=[f"{PROBE_PREFIX}/{token}"], name=f"probe-{token}")
 
@@ -378,8 +384,8 @@ class WireConfig:
 
 @pytest.fixture
 def wire(
-    gunicorn: GunicornServer, transactional_db: Any, probe_upstream: EchoUpstream
+    gateway_server: GatewayServer, transactional_db: Any, probe_upstream: EchoUpstream
 ) -> Iterator[WireConfig]:
-    config = WireConfig(gunicorn, probe_upstream)
+    config = WireConfig(gateway_server, probe_upstream)
     yield config
-    config.clear()  # through the ORM, so the version bumps and the worker forgets these routes
+    config.clear()  # through the ORM, so the version bumps and the servers forget these routes

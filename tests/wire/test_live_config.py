@@ -1,4 +1,4 @@
-"""Configuration committed while gunicorn runs goes live within the poll interval, no restart.
+"""Configuration committed while a server runs goes live within the poll interval, no restart.
 
 DESIGN §3/§5: saving a route bumps the shared version on commit; every process checks it at most
 every ``CONFIG_POLL_INTERVAL`` (0.2 s in the test settings) and swaps in a rebuilt snapshot.
@@ -10,7 +10,8 @@ import pytest
 
 from django_gateway.testing.upstreams import EchoUpstream
 
-from .conftest import GunicornServer, WireConfig, wait_until
+from .client import wait_until
+from .conftest import GatewayServer, WireConfig
 
 pytestmark = pytest.mark.wire
 
@@ -20,10 +21,10 @@ PREFIX = "/django/live"
 PATH = f"{PREFIX}/x"
 
 
-def answers_from(gunicorn: GunicornServer, upstream: EchoUpstream) -> bool:
+def answers_from(gateway_server: GatewayServer, upstream: EchoUpstream) -> bool:
     """Sends one request; true when ``upstream`` got it (as ``/x``, the prefix stripped)."""
     before = upstream.request_count
-    response = gunicorn.get(PATH)
+    response = gateway_server.get(PATH)
     return (
         response.status == 200
         and upstream.request_count == before + 1
@@ -31,70 +32,70 @@ def answers_from(gunicorn: GunicornServer, upstream: EchoUpstream) -> bool:
     )
 
 
-def falls_through(gunicorn: GunicornServer) -> bool:
-    response = gunicorn.get(PATH)
+def falls_through(gateway_server: GatewayServer) -> bool:
+    response = gateway_server.get(PATH)
     return response.status == 200 and response.body == f"django:GET:{PATH}".encode()
 
 
-def assert_stays_with_django(gunicorn: GunicornServer, upstream: EchoUpstream) -> None:
+def assert_stays_with_django(gateway_server: GatewayServer, upstream: EchoUpstream) -> None:
     """Once one request fell through, every later one does: the old snapshot is gone for good."""
     count = upstream.request_count
     for _ in range(5):
-        assert falls_through(gunicorn)
+        assert falls_through(gateway_server)
     assert upstream.request_count == count
 
 
 def test_route_changes_go_live_without_a_restart(
-    wire: WireConfig, gunicorn: GunicornServer, echo: EchoUpstream
+    wire: WireConfig, gateway_server: GatewayServer, echo: EchoUpstream
 ):
     wire.route(echo, paths=["/elsewhere"])  # the gateway is active, but PATH is not routed
-    master, workers = gunicorn.master_pid, gunicorn.worker_pids()
-    assert falls_through(gunicorn)
+    master, workers = gateway_server.master_pid, gateway_server.worker_pids()
+    assert falls_through(gateway_server)
 
     route = wire.route(echo, paths=[PREFIX], sync=False)
-    wait_until(lambda: answers_from(gunicorn, echo), GO_LIVE)
+    wait_until(lambda: answers_from(gateway_server, echo), GO_LIVE)
 
     with EchoUpstream() as replacement:
         target = route.service.targets.get()
         target.port = replacement.port
         target.save()
-        wait_until(lambda: answers_from(gunicorn, replacement), GO_LIVE)
+        wait_until(lambda: answers_from(gateway_server, replacement), GO_LIVE)
 
         route.enabled = False
         route.save()
-        wait_until(lambda: falls_through(gunicorn), GO_LIVE)
-        assert_stays_with_django(gunicorn, replacement)
+        wait_until(lambda: falls_through(gateway_server), GO_LIVE)
+        assert_stays_with_django(gateway_server, replacement)
         count = replacement.request_count
 
         route.enabled = True
         route.save()
-        wait_until(lambda: answers_from(gunicorn, replacement), GO_LIVE)
+        wait_until(lambda: answers_from(gateway_server, replacement), GO_LIVE)
         assert replacement.request_count == count + 1  # nothing reached it while disabled
 
-    assert (gunicorn.master_pid, gunicorn.worker_pids()) == (master, workers)
+    assert (gateway_server.master_pid, gateway_server.worker_pids()) == (master, workers)
 
 
 def test_disabling_the_service_falls_through_to_django(
-    wire: WireConfig, gunicorn: GunicornServer, echo: EchoUpstream
+    wire: WireConfig, gateway_server: GatewayServer, echo: EchoUpstream
 ):
     wire.route(echo, paths=["/elsewhere"], sync=False)
     route = wire.route(echo, paths=[PREFIX])
-    assert answers_from(gunicorn, echo)
+    assert answers_from(gateway_server, echo)
 
     service = route.service
     service.enabled = False
     service.save()
-    wait_until(lambda: falls_through(gunicorn), GO_LIVE)
-    assert_stays_with_django(gunicorn, echo)
+    wait_until(lambda: falls_through(gateway_server), GO_LIVE)
+    assert_stays_with_django(gateway_server, echo)
 
 
 def test_deleting_the_route_falls_through_to_django(
-    wire: WireConfig, gunicorn: GunicornServer, echo: EchoUpstream
+    wire: WireConfig, gateway_server: GatewayServer, echo: EchoUpstream
 ):
     wire.route(echo, paths=["/elsewhere"], sync=False)
     route = wire.route(echo, paths=[PREFIX])
-    assert answers_from(gunicorn, echo)
+    assert answers_from(gateway_server, echo)
 
     route.delete()
-    wait_until(lambda: falls_through(gunicorn), GO_LIVE)
-    assert_stays_with_django(gunicorn, echo)
+    wait_until(lambda: falls_through(gateway_server), GO_LIVE)
+    assert_stays_with_django(gateway_server, echo)

@@ -1,8 +1,9 @@
-"""API keys through a real gunicorn: what the WSGI server does to header names matters.
+"""API keys through a real server, in both shells: what the server does to header names matters.
 
 WSGI turns both ``X-API-Key`` and ``X_API_Key`` into ``HTTP_X_API_KEY``; gunicorn drops header
 names with underscores so a client cannot smuggle one past a proxy that checks the dash form.
-The gateway must never read a key from the underscore spelling.
+uvicorn passes them on, so the ASGI shell must drop them itself when it builds the environ.
+Either way the gateway must never read a key from the underscore spelling.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from django_gateway import operations
 from django_gateway.models import APIKey, Consumer
 from django_gateway.testing.upstreams import EchoUpstream
 
-from .conftest import GunicornServer, WireConfig
+from .conftest import GatewayServer, WireConfig
 
 pytestmark = pytest.mark.wire
 
@@ -30,15 +31,15 @@ def plaintext(wire: WireConfig, echo: EchoUpstream):
 
 
 def test_key_in_an_underscore_header_is_ignored(
-    gunicorn: GunicornServer, echo: EchoUpstream, plaintext: str
+    gateway_server: GatewayServer, echo: EchoUpstream, plaintext: str
 ):
-    refused = gunicorn.get("/api/x", f"X_API_Key: {plaintext}")
+    refused = gateway_server.get("/api/x", f"X_API_Key: {plaintext}")
     assert refused.status == 401, refused.body
     assert refused.header("www-authenticate") == 'Key realm="django-gateway"'
     assert refused.is_problem and plaintext.encode() not in refused.body
     assert echo.request_count == 0
 
-    accepted = gunicorn.get("/api/x", f"X-API-Key: {plaintext}", f"X_API_Key: {plaintext}")
+    accepted = gateway_server.get("/api/x", f"X-API-Key: {plaintext}", f"X_API_Key: {plaintext}")
     assert accepted.status == 200, accepted.body
     (seen,) = echo.requests
     assert seen.header("x-consumer-username") == "wire-alice"
@@ -46,11 +47,11 @@ def test_key_in_an_underscore_header_is_ignored(
 
 
 def test_a_repeated_key_header_with_two_keys_is_refused(
-    gunicorn: GunicornServer, echo: EchoUpstream, plaintext: str
+    gateway_server: GatewayServer, echo: EchoUpstream, plaintext: str
 ):
     other = f"gw_abcdefghijkl_{'a' * 43}"
-    refused = gunicorn.get("/api/x", f"X-API-Key: {plaintext}", f"X-API-Key: {other}")
+    refused = gateway_server.get("/api/x", f"X-API-Key: {plaintext}", f"X-API-Key: {other}")
     assert refused.status == 401
     assert echo.request_count == 0
-    same = gunicorn.get("/api/x", f"X-API-Key: {plaintext}", f"X-API-Key: {plaintext}")
+    same = gateway_server.get("/api/x", f"X-API-Key: {plaintext}", f"X-API-Key: {plaintext}")
     assert same.status == 200

@@ -1,4 +1,5 @@
-"""Host spellings through a real gunicorn: one that Django accepts never selects another route.
+"""Host spellings through a real server, in both shells: one that Django accepts never selects
+another route.
 
 ``gw.test.`` (with the root dot), ``GW.TEST`` and ``gw.test.:8080`` are the same host to Django's
 ``ALLOWED_HOSTS``; if the route table compared them literally, the trailing dot would skip a
@@ -11,7 +12,8 @@ import pytest
 
 from django_gateway.testing.upstreams import EchoUpstream
 
-from .conftest import GunicornServer, WireConfig, request
+from .client import request
+from .conftest import GatewayServer, WireConfig
 
 pytestmark = pytest.mark.wire
 
@@ -44,37 +46,38 @@ def secure_and_open(wire: WireConfig, echo: EchoUpstream) -> None:
     ],
 )
 def test_a_host_spelling_cannot_skip_the_hosts_route(
-    secure_and_open: None, gunicorn: GunicornServer, echo: EchoUpstream, host: str, target: str
+    secure_and_open: None, gateway_server: GatewayServer, echo: EchoUpstream, host: str, target: str
 ):
-    response = gunicorn.get(target, host=host)
+    response = gateway_server.get(target, host=host)
     assert response.status == 401, (response.status, response.body)
     assert response.header("www-authenticate") == 'Key realm="django-gateway"'
     assert echo.request_count == 0
 
 
 def test_other_hosts_still_get_the_open_route(
-    secure_and_open: None, gunicorn: GunicornServer, echo: EchoUpstream
+    secure_and_open: None, gateway_server: GatewayServer, echo: EchoUpstream
 ):
-    assert gunicorn.get("/s", host="other.test.").status == 200
+    assert gateway_server.get("/s", host="other.test.").status == 200
     assert echo.requests[-1].header("x-forwarded-host") == "other.test"
 
 
 @pytest.mark.parametrize("host", ["gw.test..", "gw..test", ".gw.test"])
 def test_a_host_with_an_empty_label_is_refused(
-    secure_and_open: None, gunicorn: GunicornServer, echo: EchoUpstream, host: str
+    secure_and_open: None, gateway_server: GatewayServer, echo: EchoUpstream, host: str
 ):
-    response = gunicorn.get("/s", host=host)
+    response = gateway_server.get("/s", host=host)
     assert response.status == 400 and response.is_problem
     assert response.json()["detail"] == "The Host header is not a valid host name."
     assert echo.request_count == 0
 
 
+@pytest.mark.parametrize("gateway_server", ["wsgi"], indirect=True)
 def test_absolute_form_target_naming_another_host_is_refused(
-    secure_and_open: None, gunicorn: GunicornServer, echo: EchoUpstream
+    secure_and_open: None, gateway_server: GatewayServer, echo: EchoUpstream
 ):
     """gunicorn routes by the Host header, a proxy in front may route by the target's authority:
     when the two disagree, neither is believed."""
-    response = gunicorn.exchange(
+    response = gateway_server.exchange(
         request("GET http://gw.test/s HTTP/1.1", "Host: other.test", "Connection: close")
     )
     assert response.status == 400 and response.is_problem
@@ -82,10 +85,24 @@ def test_absolute_form_target_naming_another_host_is_refused(
     assert echo.request_count == 0
 
 
-def test_absolute_form_target_agreeing_with_host_is_routed_by_it(
-    secure_and_open: None, gunicorn: GunicornServer, echo: EchoUpstream
+@pytest.mark.parametrize("gateway_server", ["asgi"], indirect=True)
+def test_under_asgi_an_absolute_form_target_is_routed_by_host(
+    secure_and_open: None, gateway_server: GatewayServer, echo: EchoUpstream
 ):
-    response = gunicorn.exchange(
+    """uvicorn hands the application only the target's path, so the authority cannot be
+    compared (docs/asgi.md, "Absolute-form targets"): routing follows Host, as gunicorn's
+    does, here the open route of other.test."""
+    response = gateway_server.exchange(
+        request("GET http://gw.test/s HTTP/1.1", "Host: other.test", "Connection: close")
+    )
+    assert response.status == 200
+    assert echo.request_count == 1
+
+
+def test_absolute_form_target_agreeing_with_host_is_routed_by_it(
+    secure_and_open: None, gateway_server: GatewayServer, echo: EchoUpstream
+):
+    response = gateway_server.exchange(
         request("GET http://GW.test./s HTTP/1.1", "Host: gw.test", "Connection: close")
     )
     assert response.status == 401  # the gw.test route, with its authentication
@@ -96,9 +113,9 @@ def test_absolute_form_target_agreeing_with_host_is_routed_by_it(
     "target", ["/api/..%2Fadmin", "/api/%2F..%2Fadmin", "/api%2F..%2Fadmin", "/api/..%5Cadmin"]
 )
 def test_an_encoded_slash_cannot_lift_a_request_out_of_its_route(
-    wire: WireConfig, gunicorn: GunicornServer, echo: EchoUpstream, target: str
+    wire: WireConfig, gateway_server: GatewayServer, echo: EchoUpstream, target: str
 ):
     wire.route(echo)
-    response = gunicorn.get(target)
+    response = gateway_server.get(target)
     assert response.status == 400 and response.is_problem, (response.status, response.body)
     assert echo.request_count == 0

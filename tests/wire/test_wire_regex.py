@@ -12,18 +12,18 @@ import pytest
 
 from django_gateway.testing.upstreams import EchoUpstream
 
-from .conftest import GunicornServer, WireConfig
+from .conftest import GatewayServer, WireConfig
 
 pytestmark = pytest.mark.wire
 
 
 def test_a_catastrophic_regex_answers_at_once(
-    wire: WireConfig, gunicorn: GunicornServer, echo: EchoUpstream
+    wire: WireConfig, gateway_server: GatewayServer, echo: EchoUpstream
 ):
     wire.route(echo, paths=["~^/(a+)+$"])
     started = time.monotonic()
-    missed = gunicorn.get("/" + "a" * 40 + "!")  # no match: the worst case for a backtracker
-    matched = gunicorn.get("/" + "a" * 40)
+    missed = gateway_server.get("/" + "a" * 40 + "!")  # no match: the worst case for a backtracker
+    matched = gateway_server.get("/" + "a" * 40)
     assert time.monotonic() - started < 5  # a backtracking engine would take hours here
     assert not missed.is_problem and missed.status == 404  # Django's: no route took it
     assert matched.status == 200 and echo.request_count == 1

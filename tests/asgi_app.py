@@ -1,4 +1,4 @@
-"""ASGI entry point for running the test project under a real server (``uvicorn tests.asgi``).
+"""ASGI entry point for running the test project under a real server (``uvicorn tests.asgi_app``).
 
 The twin of ``tests/wsgi.py``: the wire tests start uvicorn with this module and the pytest
 process's environment (Redis key prefix, database engine and test database name).
