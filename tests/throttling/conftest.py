@@ -9,26 +9,32 @@ nonsense, and a Redis that goes away and comes back on the same port.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import select
 import socket
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 from urllib.parse import urlparse
 
 import hiredis
 import pytest
 import redis
+import redis.asyncio
+from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from django_gateway.throttling import LocalLimiter, RedisLimiter
+from django_gateway.throttling.aio_limiter import AsyncRedisLimiter
 
 _URL = urlparse(os.environ.get("GATEWAY_TEST_REDIS_URL", "redis://127.0.0.1:6379"))
 REDIS_HOST, REDIS_PORT, REDIS_DB = _URL.hostname or "127.0.0.1", _URL.port or 6379, 14
+#: A multiple of an hour: a bucket boundary for every period the tests use.
+T0 = 1_699_999_200_000
 RUN_PREFIX = f"gwtest-throttle-{uuid.uuid4().hex[:12]}:"
 
 
@@ -194,3 +200,71 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+# The async engine: every test built on ``make`` runs on both of its paths.
+
+Run = Callable[[Coroutine[Any, Any, Any]], Any]
+MakeLimiter = Callable[..., AsyncRedisLimiter]
+
+
+@pytest.fixture
+def limiters(redis_client: redis.Redis) -> list[AsyncRedisLimiter]:
+    """The limiters a test made; ``run`` closes their connections on each loop it ran."""
+    return []
+
+
+PIPELINED = pytest.mark.parametrize("make", ["pipelined"], indirect=True)
+STREAMS = pytest.mark.parametrize("make", ["streams"], indirect=True)
+
+
+@pytest.fixture(params=["pipelined", "streams"])
+def make(request: pytest.FixtureRequest, limiters: list[AsyncRedisLimiter]) -> MakeLimiter:
+    """An async limiter as the gateway builds one: no socket timeout, one deadline per call; on
+    the pipelined path (with hiredis, the default) or the stream path."""
+
+    def factory(
+        port: int = REDIS_PORT,
+        *,
+        timeout: float = 0.5,
+        retry_interval: float = 1.0,
+        max_connections: int | None = None,
+    ) -> AsyncRedisLimiter:
+        pool = redis.asyncio.ConnectionPool(
+            host=REDIS_HOST,
+            port=port,
+            db=REDIS_DB,
+            socket_timeout=None,
+            socket_connect_timeout=timeout,
+            retry=AsyncRetry(NoBackoff(), 0),
+            max_connections=max_connections,
+        )
+        limiter = AsyncRedisLimiter(pool, timeout=timeout, retry_interval=retry_interval)
+        if request.param == "streams":
+            limiter.pipelined = False
+        limiters.append(limiter)
+        return limiter
+
+    return factory
+
+
+@pytest.fixture(params=["asyncio", "uvloop"])
+def run(request: pytest.FixtureRequest, limiters: list[AsyncRedisLimiter]) -> Run:
+    """Runs a coroutine on a new loop of the kind under test (10 s at most), closing connections after."""
+    factory = None
+    if request.param == "uvloop":
+        factory = pytest.importorskip("uvloop").new_event_loop
+
+    async def closing(coroutine: Coroutine[Any, Any, Any]) -> Any:
+        try:
+            async with asyncio.timeout(10):  # a deadline that never fires fails, never hangs
+                return await coroutine
+        finally:
+            for limiter in limiters:
+                await limiter.aclose()
+
+    def run(coroutine: Coroutine[Any, Any, Any]) -> Any:
+        with asyncio.Runner(loop_factory=factory) as runner:
+            return runner.run(closing(coroutine))
+
+    return run

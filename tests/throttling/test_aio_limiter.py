@@ -1,107 +1,41 @@
-"""The async engine against the real Redis, on asyncio and on uvloop.
+"""The async engine against the real Redis, on asyncio and on uvloop, on both of its paths.
 
 It must be the sync engine on the event loop: the same decisions and stored window for the same
 hits, one exact count when both serve one limit at once, and the same faults and breaker
 (``test_redis_limiter.py``). What only the loop has is checked too: a black-holed Redis never
-stops the loop, connections are never shared between loops or between concurrent calls, a
-cancelled call leaves nothing half-read, and the settings choose the same engine for both shells.
+stops the loop, connections are never shared between loops, a cancelled call leaves nothing
+half-read (``test_aio_engine.py`` has the engine the settings choose). Every test built on ``make``
+runs on the auto-pipelined connection (:mod:`~django_gateway.throttling.aio_redis`) and on the
+stream path it falls back to (a connection per call); the tests of what only one path does say so.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import shutil
-import subprocess
-import tempfile
 import threading
 import time
-from collections.abc import Callable, Coroutine, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
-import redis.asyncio
-from django.conf import settings
-from django.test import override_settings
-from redis.asyncio.retry import Retry as AsyncRetry
-from redis.backoff import NoBackoff
 
-from django_gateway.throttling import LimiterUnavailable, LimitSpec, LocalLimiter, RedisLimiter
+from django_gateway.throttling import (
+    LimiterUnavailable,
+    LimitSpec,
+    RedisLimiter,
+)
+from django_gateway.throttling import aio_limiter as aio_module
 from django_gateway.throttling import redis_limiter as sync_module
-from django_gateway.throttling.aio_limiter import (
-    AsyncLimiter,
-    AsyncRedisLimiter,
-    InProcessLimiter,
-)
 from django_gateway.throttling.base import Decision
-from django_gateway.throttling.engine import (
-    UnconfiguredLimiter,
-    build_async_limiter,
-    build_limiter,
-)
 from django_gateway.throttling.redis_limiter import SCRIPT_SHA
 
-from .conftest import REDIS_DB, REDIS_HOST, REDIS_PORT, FakeClock, free_port, make_pool
-
-T0 = 1_699_999_200_000  # a multiple of an hour
-Run = Callable[[Coroutine[Any, Any, Any]], Any]
-MakeLimiter = Callable[..., AsyncRedisLimiter]
-
-
-@pytest.fixture
-def limiters(redis_client: redis.Redis) -> list[AsyncRedisLimiter]:
-    """The limiters a test made; ``run`` closes their connections on each loop it ran."""
-    return []
-
-
-@pytest.fixture
-def make(limiters: list[AsyncRedisLimiter]) -> MakeLimiter:
-    """An async limiter as the gateway builds one: no socket timeout, one deadline per call."""
-
-    def factory(
-        port: int = REDIS_PORT,
-        *,
-        timeout: float = 0.5,
-        retry_interval: float = 1.0,
-        max_connections: int | None = None,
-    ) -> AsyncRedisLimiter:
-        pool = redis.asyncio.ConnectionPool(
-            host=REDIS_HOST,
-            port=port,
-            db=REDIS_DB,
-            socket_timeout=None,
-            socket_connect_timeout=timeout,
-            retry=AsyncRetry(NoBackoff(), 0),
-            max_connections=max_connections,
-        )
-        limiters.append(AsyncRedisLimiter(pool, timeout=timeout, retry_interval=retry_interval))
-        return limiters[-1]
-
-    return factory
-
-
-@pytest.fixture(params=["asyncio", "uvloop"])
-def run(request: pytest.FixtureRequest, limiters: list[AsyncRedisLimiter]) -> Run:
-    """Runs a coroutine on a new loop of the kind under test (10 s at most), closing connections after."""
-    factory = None
-    if request.param == "uvloop":
-        factory = pytest.importorskip("uvloop").new_event_loop
-
-    async def closing(coroutine: Coroutine[Any, Any, Any]) -> Any:
-        try:
-            async with asyncio.timeout(10):  # a deadline that never fires fails, never hangs
-                return await coroutine
-        finally:
-            for limiter in limiters:
-                await limiter.aclose()
-
-    def run(coroutine: Coroutine[Any, Any, Any]) -> Any:
-        with asyncio.Runner(loop_factory=factory) as runner:
-            return runner.run(closing(coroutine))
-
-    return run
+from .conftest import (
+    PIPELINED,
+    STREAMS,
+    T0,
+    FakeClock,
+    free_port,
+    make_pool,
+)
 
 
 def plain(decision: Decision) -> tuple[Any, ...]:
@@ -161,15 +95,17 @@ def test_peek_counts_nothing_and_reset_forgets(run, make, redis_client, prefix):
 
 
 def test_the_script_is_loaded_again_after_script_flush(run, make, redis_client, prefix):
+    """Concurrent calls after the flush: on a pipe each ``NOSCRIPT`` answers its own command."""
     limiter = make()
-    a = [LimitSpec(f"{prefix}a", 2, 60)]
+    a = [LimitSpec(f"{prefix}a", 4, 60)]
 
-    async def main() -> int:
+    async def main() -> list[int]:
         await limiter.hit(a, now_ms=T0)
         redis_client.script_flush()
-        return (await limiter.hit(a, now_ms=T0 + 1)).statuses[0].remaining
+        decisions = await asyncio.gather(*(limiter.hit(a, now_ms=T0 + 1) for _ in range(3)))
+        return sorted(decision.statuses[0].remaining for decision in decisions)
 
-    assert run(main()) == 0
+    assert run(main()) == [0, 1, 2]
     assert redis_client.script_exists(SCRIPT_SHA) == [True]
 
 
@@ -182,6 +118,22 @@ def test_works_without_hiredis_packing(run, make, prefix, monkeypatch):
         return [(await limiter.hit(a, now_ms=T0)).allowed for _ in range(3)]
 
     assert run(main()) == [True, True, False]
+
+
+@PIPELINED
+def test_without_hiredis_each_call_has_a_connection_of_its_own(run, make, prefix, monkeypatch):
+    monkeypatch.setattr(sync_module, "_hiredis_pack", None)
+    monkeypatch.setattr(aio_module, "PIPELINING", False)
+    limiter = make()
+    a = [LimitSpec(f"{prefix}a", 9, 60)]
+
+    async def main() -> tuple[list[int], list[tuple[int, int]]]:
+        decisions = await asyncio.gather(*(limiter.hit(a) for _ in range(3)))
+        opened = [(s.opened, len(s.pipes)) for s in limiter._loops.values()]
+        return sorted(decision.statuses[0].remaining for decision in decisions), opened
+
+    assert run(main()) == ([6, 7, 8], [(3, 0)])
+    assert not limiter.pipelined
 
 
 # One limit, both shells at once.
@@ -219,6 +171,7 @@ def test_threads_and_tasks_on_one_key_admit_exactly_the_limit(run, make, redis_c
     assert int(redis_client.hget(a[0].key, "n")) == 100
 
 
+@STREAMS
 def test_concurrent_calls_use_their_own_connections_up_to_max_connections(run, make, prefix):
     limiter = make(max_connections=2)
     a = [LimitSpec(f"{prefix}a", 10, 60)]
@@ -255,9 +208,10 @@ def test_each_event_loop_gets_its_own_connections(make, proxy, prefix):
 
     assert asyncio.run(hit_and_close()) == 6
     assert len(limiter._loops) == 1  # closed loops are forgotten
+    assert [(s.opened, s.pipes) for s in limiter._loops.values()] == [(0, set())]  # aclose()
 
 
-# Faults.
+# The pipelined connection (the streams path has no equivalent).
 
 
 def test_nothing_listening_fails_fast_then_the_breaker_answers(run, make):
@@ -413,129 +367,3 @@ def test_a_cancelled_call_is_no_fault_and_leaves_nothing_half_read(run, make, pr
 
     assert run(main()) == 1
     assert all(not (s.deadlines or s.expired) for s in limiter._loops.values())
-
-
-# The engine the settings choose.
-
-
-LOCMEM = {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
-
-
-def limits_cache(cache: dict[str, Any], **gateway: Any) -> Any:
-    return override_settings(
-        CACHES={**settings.CACHES, "limits": cache},
-        GATEWAY={**settings.GATEWAY, "RATE_LIMIT_CACHE_ALIAS": "limits", **gateway},
-    )
-
-
-def test_a_django_redis_cache_gives_both_shells_redis(run, redis_client, prefix):
-    cache = {
-        "BACKEND": "django_redis.cache.RedisCache",
-        "LOCATION": f"redis://{REDIS_HOST}:{REDIS_PORT}/{REDIS_DB}",
-        "OPTIONS": {"SOCKET_TIMEOUT": 5},
-    }
-    with limits_cache(cache, RATE_LIMIT_TIMEOUT=0.3, RATE_LIMIT_RETRY_INTERVAL=2.0):
-        sync_limiter, limiter = build_limiter(), build_async_limiter()
-    assert isinstance(sync_limiter, RedisLimiter) and isinstance(limiter, AsyncRedisLimiter)
-    assert (limiter.timeout, limiter.retry_interval) == (0.3, 2.0)
-    kwargs = limiter.pool.connection_kwargs
-    assert (kwargs["host"], kwargs["port"], kwargs["db"]) == (REDIS_HOST, REDIS_PORT, REDIS_DB)
-    assert (kwargs["socket_timeout"], kwargs["socket_connect_timeout"]) == (None, 0.3)
-    assert isinstance(kwargs["retry"], AsyncRetry) and kwargs["retry"].get_retries() == 0
-    assert "parser_class" not in kwargs  # django-redis names a sync parser; asyncio picks its own
-    assert isinstance(
-        limiter.pool.make_connection()._parser, redis.asyncio.connection.DefaultParser
-    )
-    a = [LimitSpec(f"{prefix}a", 2, 60)]
-    assert sync_limiter.hit(a).allowed
-
-    async def main() -> list[bool]:
-        allowed = [(await limiter.hit(a)).allowed for _ in range(2)]
-        await limiter.aclose()
-        return allowed
-
-    assert run(main()) == [True, False]  # one count for both shells
-    sync_limiter.pool.disconnect()
-
-
-@pytest.mark.parametrize(
-    ("fallback", "engine"), [(True, LocalLimiter), (False, UnconfiguredLimiter)]
-)
-def test_without_django_redis_the_loop_gets_the_in_process_engine(run, fallback, engine):
-    with limits_cache(LOCMEM, RATE_LIMIT_LOCAL_FALLBACK=fallback):
-        limiter = build_async_limiter()
-    assert isinstance(limiter, InProcessLimiter) and isinstance(limiter.limiter, engine)
-
-    async def main() -> list[bool]:
-        a = [LimitSpec("k", 1, 60)]
-        return [
-            (await limiter.hit(a, now_ms=T0)).allowed,
-            (await limiter.peek(a, now_ms=T0)).allowed,
-        ]
-
-    if engine is LocalLimiter:
-        assert run(main()) == [True, False]
-    else:
-        with pytest.raises(LimiterUnavailable, match="E008"):
-            run(main())
-
-
-def test_a_location_redis_cannot_use_is_redis_down_on_the_loop_too(run, caplog):
-    cache = {"BACKEND": "django_redis.cache.RedisCache", "LOCATION": "nonsense://x"}
-    with limits_cache(cache):
-        limiter: AsyncLimiter = build_async_limiter()
-    assert isinstance(limiter, InProcessLimiter)
-    assert isinstance(limiter.limiter, UnconfiguredLimiter)
-    assert "Rate limits cannot be counted" in caplog.text
-
-    async def main() -> None:
-        with pytest.raises(LimiterUnavailable, match="scheme"):
-            await limiter.reset(["k"])
-
-    run(main())
-
-
-@pytest.fixture(scope="module")
-def unix_redis() -> Iterator[Path]:
-    """A redis-server of its own listening only on a Unix socket."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.skip("needs the redis-server binary to start a Redis on a Unix socket")
-    workdir = Path(tempfile.mkdtemp(prefix="gw-redis-"))  # short: socket paths are limited
-    path = workdir / "redis.sock"
-    command = [binary, "--port", "0", "--unixsocket", str(path), "--unixsocketperm", "700"]
-    command += ["--save", "", "--appendonly", "no", "--dir", str(workdir)]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 5
-        while not path.exists():
-            if time.monotonic() > deadline:
-                raise RuntimeError("redis-server did not start")
-            time.sleep(0.02)
-        yield path
-    finally:
-        process.terminate()
-        process.wait(5)
-        shutil.rmtree(workdir, ignore_errors=True)
-
-
-def test_both_shells_count_through_a_unix_socket_location(run, unix_redis, prefix):
-    cache = {"BACKEND": "django_redis.cache.RedisCache", "LOCATION": f"unix://{unix_redis}?db=3"}
-    with limits_cache(cache):
-        sync_limiter, limiter = build_limiter(), build_async_limiter()
-    assert isinstance(limiter, AsyncRedisLimiter)
-    assert limiter.pool.connection_class is redis.asyncio.UnixDomainSocketConnection
-    assert limiter.pool.connection_kwargs["path"] == str(unix_redis)
-    a = [LimitSpec(f"{prefix}a", 3, 60)]
-    assert sync_limiter.hit(a).allowed
-
-    async def main() -> list[int]:
-        remaining = [(await limiter.hit(a)).statuses[0].remaining for _ in range(2)]
-        await limiter.aclose()
-        return remaining
-
-    assert run(main()) == [1, 0]
-    with contextlib.closing(redis.Redis(unix_socket_path=str(unix_redis), db=3)) as client:
-        assert int(client.hget(a[0].key, "n")) == 3
-    assert isinstance(sync_limiter, RedisLimiter)
-    sync_limiter.pool.disconnect()

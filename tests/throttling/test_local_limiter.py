@@ -16,7 +16,7 @@ import pytest
 
 from django_gateway.throttling import LimitSpec, LocalLimiter, RedisLimiter
 
-T0 = 1_699_999_200_000  # a multiple of an hour: a bucket boundary for every period here
+from .conftest import T0
 
 
 @pytest.fixture

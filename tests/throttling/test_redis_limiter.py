@@ -24,9 +24,7 @@ from django_gateway.throttling import redis_limiter as module
 from django_gateway.throttling.redis_limiter import SCRIPT_SHA, pool_from_django_cache
 from tests.marks import forks_like_gunicorn
 
-from .conftest import REDIS_DB, REDIS_HOST, REDIS_PORT, FakeClock, free_port, make_pool
-
-T0 = 1_699_999_200_000  # a multiple of an hour
+from .conftest import REDIS_DB, REDIS_HOST, REDIS_PORT, T0, FakeClock, free_port, make_pool
 
 
 def stored(client: redis.Redis, key: str) -> dict[str, int]:
